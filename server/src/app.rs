@@ -1,0 +1,63 @@
+//! Building the shared state from configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fred::prelude::ClientLike;
+use tenancy::{Lineage, OrgRegistry, RedisKeys};
+
+use crate::config::Config;
+use crate::http::AppState;
+
+/// Connects to PostgreSQL and Redis and builds the state every entry point
+/// shares. Neither server has to be up yet: the pool connects lazily and
+/// Redis reconnects on its own, so `serve` can start and report on `/readyz`.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = tenancy::db::connect_lazy(config.require_database_url()?, &config.pool_settings())
+        .context("invalid DATABASE_URL")?;
+    let redis = crate::redis::client(config.require_redis_url()?).context("invalid REDIS_URL")?;
+    let _connection = redis.connect();
+    if tokio::time::timeout(Duration::from_secs(3), redis.wait_for_connect())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Redis is not answering yet; /readyz reports it until it does");
+    }
+    let orgs = OrgRegistry::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(&config.redis_key_prefix),
+        Lineage::org(),
+    );
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        orgs,
+    })
+}
+
+/// Connects and waits for both servers (for CLI commands that need them now).
+pub async fn connect_now(config: Config) -> anyhow::Result<AppState> {
+    let url = config.require_database_url()?.to_owned();
+    let state = build_state(config).await?;
+    sqlx::query("SELECT 1")
+        .execute(&state.db)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(&url)))?;
+    Ok(state)
+}
+
+/// A URL with its password replaced, for messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<invalid url>".into(),
+    }
+}

@@ -1,0 +1,415 @@
+//! The `orgstack` command line: one binary, many subcommands.
+//!
+//! Exit codes: 0 success, 1 failure (one line naming the problem on
+//! stderr), 2 bad usage (from clap).
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tenancy::migrator::{self, MigrateOptions};
+use tenancy::{Lineage, Slug};
+
+use crate::app;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orgstack",
+    version,
+    about = "Multi-tenant SaaS backend: API, migrations and operations commands"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API on BIND_ADDR and metrics on METRICS_ADDR.
+    Serve,
+    /// Run a complete local system (private PostgreSQL and Redis when
+    /// DATABASE_URL / REDIS_URL are unset).
+    Dev(crate::dev::DevArgs),
+    /// Apply the public lineage, then the org lineage to every org.
+    Migrate(MigrateArgs),
+    /// Create, list and change orgs.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Validate the configuration; with --deploy, report unsafe production settings.
+    Check {
+        /// Also fail on settings that are unsafe in production.
+        #[arg(long)]
+        deploy: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: Option<MigrateCommand>,
+    /// Org schemas migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Seconds to wait for a lock on one org before reporting it as failed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lock_timeout: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Each org's applied version, the laggards and the failures.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Provision an org: row, schema and org lineage, atomically.
+    Create {
+        /// Display name.
+        name: String,
+        /// URL name ([a-z0-9-]{3,40}); derived from the name when omitted.
+        #[arg(long)]
+        slug: Option<Slug>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every org.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop serving an org (its data stays).
+    Suspend { slug: Slug },
+    /// Serve a suspended org again.
+    Resume { slug: Slug },
+    /// Soft-delete an org (dry run unless --yes); the schema stays until purge.
+    Delete {
+        slug: Slug,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Drop a deleted org's schema, row and Redis keys (dry run unless --yes).
+    Purge {
+        slug: Slug,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Version => writeln!(out, "orgstack {}", env!("CARGO_PKG_VERSION"))?,
+        Command::Check { deploy } => check(&mut out, &config, deploy)?,
+        Command::Serve => serve(config).await?,
+        Command::Dev(args) => {
+            drop(out);
+            crate::dev::run(config, args).await?;
+        }
+        Command::Migrate(args) => migrate(&mut out, config, args).await?,
+        Command::Org(cmd) => org(&mut out, config, cmd).await?,
+    }
+    Ok(())
+}
+
+fn check(out: &mut impl Write, config: &Config, deploy: bool) -> anyhow::Result<()> {
+    if !deploy {
+        writeln!(out, "configuration is valid ({:?})", config.environment)?;
+        return Ok(());
+    }
+    let findings = crate::check::deploy_findings(config);
+    if findings.is_empty() {
+        writeln!(out, "no unsafe production settings found")?;
+        return Ok(());
+    }
+    for finding in &findings {
+        writeln!(out, "{}: {}", finding.setting, finding.problem)?;
+    }
+    anyhow::bail!("{} unsafe production setting(s)", findings.len())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.is_production()
+        && crate::check::deploy_findings(&config)
+            .iter()
+            .any(|f| f.setting == "SECRET_KEY")
+    {
+        anyhow::bail!(
+            "SECRET_KEY is missing or weak; `serve` refuses to start in production (see `orgstack check --deploy`)"
+        );
+    }
+    let bind = config.bind_addr;
+    let metrics = config.metrics_addr;
+    let state = app::build_state(config).await?;
+    let _listener = state.orgs.listen().await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on BIND_ADDR {bind}"))?;
+    let metrics_listener = tokio::net::TcpListener::bind(metrics)
+        .await
+        .with_context(|| format!("cannot listen on METRICS_ADDR {metrics}"))?;
+    crate::telemetry::metrics_handle();
+    tracing::info!(%bind, %metrics, "serving");
+    crate::http::serve(
+        state,
+        listener,
+        Some(metrics_listener),
+        crate::http::shutdown_signal(),
+    )
+    .await
+}
+
+async fn migrate(out: &mut impl Write, config: Config, args: MigrateArgs) -> anyhow::Result<()> {
+    let state = app::connect_now(config).await?;
+    if let Some(MigrateCommand::Status { json }) = args.command {
+        let status = migrator::status(&state.db, &Lineage::public(), &Lineage::org())
+            .await
+            .context("reading migration status (has `orgstack migrate` run yet?)")?;
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &status)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "public: version {} of {}",
+            status.public_version, status.public_target
+        )?;
+        writeln!(
+            out,
+            "{:<40} {:>7}  {:<10} {}",
+            "ORG", "VERSION", "STATUS", "NOTE"
+        )?;
+        for org in &status.orgs {
+            let note = match (&org.migrate_error, org.version < status.org_target) {
+                (Some(err), _) => format!("FAILED: {}", first_line(err)),
+                (None, true) => format!("behind (target {})", status.org_target),
+                (None, false) => String::new(),
+            };
+            writeln!(
+                out,
+                "{:<40} {:>7}  {:<10} {}",
+                org.slug, org.version, org.status, note
+            )?;
+        }
+        writeln!(
+            out,
+            "{} orgs, target version {}: {} behind, {} failed",
+            status.orgs.len(),
+            status.org_target,
+            status.laggards().count(),
+            status.failures().count()
+        )?;
+        return Ok(());
+    }
+    let options = MigrateOptions {
+        jobs: usize::from(args.jobs),
+        lock_timeout: Duration::from_secs(args.lock_timeout),
+    };
+    let report =
+        migrator::migrate_all(&state.db, &Lineage::public(), &Lineage::org(), &options).await?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        for name in &report.public_applied {
+            writeln!(out, "public: applied {name}")?;
+        }
+        for org in &report.migrated {
+            writeln!(
+                out,
+                "{}: {} -> {} ({})",
+                org.slug,
+                org.from_version,
+                org.to_version,
+                org.applied.join(", ")
+            )?;
+        }
+        for org in &report.failed {
+            writeln!(
+                out,
+                "{}: FAILED at version {}: {}",
+                org.slug,
+                org.version,
+                first_line(&org.error)
+            )?;
+        }
+        writeln!(
+            out,
+            "orgs: {} total, {} already current, {} migrated, {} failed (target version {}) in {} ms",
+            report.orgs_total,
+            report.orgs_current,
+            report.migrated.len(),
+            report.failed.len(),
+            report.target_version,
+            report.elapsed_ms
+        )?;
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} org(s) failed to migrate; fix them and rerun `orgstack migrate`",
+            report.failed.len()
+        );
+    }
+    Ok(())
+}
+
+async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::Result<()> {
+    let state = app::connect_now(config).await?;
+    let orgs = &state.orgs;
+    match cmd {
+        OrgCommand::Create { name, slug, json } => {
+            let slug = match slug {
+                Some(slug) => slug,
+                None => Slug::suggest(&name).ok_or_else(|| {
+                    anyhow::anyhow!("cannot derive a slug from {name:?}; pass --slug")
+                })?,
+            };
+            let org = orgs.create(&name, &slug).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &org)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "created org '{}' ({}) with schema {}",
+                    org.slug,
+                    org.name,
+                    org.schema()
+                )?;
+            }
+        }
+        OrgCommand::List { json } => {
+            let list = orgs.list().await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &list)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<40} {:<10} {:>7}  {:<36}  NAME",
+                    "SLUG", "STATUS", "VERSION", "SCHEMA"
+                )?;
+                for org in &list {
+                    writeln!(
+                        out,
+                        "{:<40} {:<10} {:>7}  {:<36}  {}",
+                        org.slug,
+                        org.status,
+                        org.org_version,
+                        org.schema(),
+                        org.name
+                    )?;
+                }
+            }
+        }
+        OrgCommand::Suspend { slug } => {
+            orgs.suspend(&slug).await?;
+            writeln!(out, "org '{slug}' suspended")?;
+        }
+        OrgCommand::Resume { slug } => {
+            orgs.resume(&slug).await?;
+            writeln!(out, "org '{slug}' resumed")?;
+        }
+        OrgCommand::Delete { slug, yes } => {
+            if yes {
+                orgs.soft_delete(&slug).await?;
+                writeln!(
+                    out,
+                    "org '{slug}' deleted (soft); `orgstack org purge {slug} --yes` removes its data"
+                )?;
+            } else {
+                let org = orgs.get(&slug).await?;
+                writeln!(
+                    out,
+                    "dry run: would soft-delete org '{}' ({}, {}); rerun with --yes to do it",
+                    org.slug, org.name, org.status
+                )?;
+            }
+        }
+        OrgCommand::Purge { slug, yes } => {
+            let report = orgs.purge(&slug, !yes).await?;
+            let verb = if yes {
+                "purged"
+            } else {
+                "dry run: would purge"
+            };
+            writeln!(
+                out,
+                "{verb} org '{}': drop schema {} ({} tables), delete its row and {} Redis keys{}",
+                report.slug,
+                report.schema,
+                report.tables,
+                report.redis_keys,
+                if yes {
+                    ""
+                } else {
+                    "; rerun with --yes to do it"
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn slugs_are_validated_by_the_parser() {
+        let err = Cli::try_parse_from(["orgstack", "org", "suspend", "Bad_Slug"])
+            .expect_err("invalid slug");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            err.to_string()
+                .contains("may contain only lowercase letters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn migrate_takes_options_or_status() {
+        let cli = Cli::try_parse_from(["orgstack", "migrate", "--jobs", "8"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Migrate(MigrateArgs {
+                jobs: 8,
+                command: None,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["orgstack", "migrate", "status", "--json"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Migrate(MigrateArgs {
+                command: Some(MigrateCommand::Status { json: true }),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["orgstack", "migrate", "--jobs", "0"]).is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! Configuration: environment variables, optionally from a `.env` file,
+//! loaded once in `main`, validated, and passed down.
+//!
+//! Every variable is documented where it is read and in `.env.example`.
+//! A bad value stops the program with a message that names the variable and
+//! the expected form. Secrets are [`SecretString`]s, so `Debug` hides them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// `development` (the default) or `production`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The typed, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ENVIRONMENT`: development | production.
+    pub environment: Environment,
+    /// `DATABASE_URL`: PostgreSQL URL. Required by `serve` in production;
+    /// `orgstack dev` starts a private server when unset.
+    pub database_url: Option<SecretString>,
+    /// `REDIS_URL`: Redis URL, same rules as `DATABASE_URL`.
+    pub redis_url: Option<SecretString>,
+    /// `BIND_ADDR`: where the HTTP API listens.
+    pub bind_addr: SocketAddr,
+    /// `METRICS_ADDR`: where Prometheus metrics are served (a separate listener).
+    pub metrics_addr: SocketAddr,
+    /// `DB_POOL_SIZE`: maximum PostgreSQL connections of this process.
+    pub db_pool_size: u32,
+    /// `DB_CONNECT_TIMEOUT_SECS`: how long to wait for a PostgreSQL connection.
+    pub db_connect_timeout: Duration,
+    /// `REDIS_KEY_PREFIX`: prefix of every Redis key and channel.
+    pub redis_key_prefix: String,
+    /// `LOG_FORMAT`: text | json.
+    pub log_format: LogFormat,
+    /// `DEBUG_SQL`: log every SQL statement with its duration.
+    pub debug_sql: bool,
+    /// `SECRET_KEY`: server secret for signing and keyed hashes (≥ 32 chars in production).
+    pub secret_key: Option<SecretString>,
+    /// `SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may drain on SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// `MAX_BODY_BYTES`: largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// A variable that is missing or does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}{shown}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    shown: String,
+    problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, value: Option<&str>, problem: impl Into<String>) -> Self {
+        let shown = match value {
+            Some(v) if !is_secret(var) => format!("={v:?}"),
+            Some(_) => "=<hidden>".to_owned(),
+            None => String::new(),
+        };
+        ConfigError {
+            var,
+            shown,
+            problem: problem.into(),
+        }
+    }
+}
+
+fn is_secret(var: &str) -> bool {
+    matches!(var, "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY")
+}
+
+impl Config {
+    /// Reads the process environment (after loading `.env`, if any).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let environment = match get("ENVIRONMENT").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "ENVIRONMENT",
+                    Some(other),
+                    "expected development or production",
+                ));
+            }
+        };
+        let database_url = get("DATABASE_URL")
+            .map(|url| check_url("DATABASE_URL", url, &["postgres", "postgresql"]))
+            .transpose()?;
+        let redis_url = get("REDIS_URL")
+            .map(|url| check_url("REDIS_URL", url, &["redis", "rediss"]))
+            .transpose()?;
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    Some(other),
+                    "expected text or json",
+                ));
+            }
+        };
+        let prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| "orgstack".to_owned());
+        if prefix.len() > 64
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(ConfigError::new(
+                "REDIS_KEY_PREFIX",
+                Some(&prefix),
+                "expected 1 to 64 characters from a-z, A-Z, 0-9, '_', '-', '.'",
+            ));
+        }
+        let secret_key = get("SECRET_KEY").map(SecretString::from);
+        Ok(Config {
+            environment,
+            database_url,
+            redis_url,
+            bind_addr: parse_addr(&get, "BIND_ADDR", "127.0.0.1:8080")?,
+            metrics_addr: parse_addr(&get, "METRICS_ADDR", "127.0.0.1:9464")?,
+            db_pool_size: parse_int(&get, "DB_POOL_SIZE", 10, 1, 1000)?,
+            db_connect_timeout: Duration::from_secs(parse_int(
+                &get,
+                "DB_CONNECT_TIMEOUT_SECS",
+                5,
+                1,
+                600,
+            )?),
+            redis_key_prefix: prefix,
+            log_format,
+            debug_sql: parse_bool(&get, "DEBUG_SQL", false)?,
+            secret_key,
+            shutdown_timeout: Duration::from_secs(parse_int(
+                &get,
+                "SHUTDOWN_TIMEOUT_SECS",
+                30,
+                0,
+                3600,
+            )?),
+            max_body_bytes: parse_int::<usize>(&get, "MAX_BODY_BYTES", 1 << 20, 1024, 1 << 34)?,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// `DATABASE_URL`, or an error naming it.
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "DATABASE_URL",
+                    None,
+                    "is required (e.g. postgres://user:pass@host:5432/orgstack)",
+                )
+            })
+    }
+
+    /// `REDIS_URL`, or an error naming it.
+    pub fn require_redis_url(&self) -> Result<&str, ConfigError> {
+        self.redis_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "REDIS_URL",
+                    None,
+                    "is required (e.g. redis://127.0.0.1:6379)",
+                )
+            })
+    }
+
+    /// Pool settings for [`tenancy::db::connect`].
+    pub fn pool_settings(&self) -> tenancy::db::PoolSettings {
+        tenancy::db::PoolSettings {
+            max_connections: self.db_pool_size,
+            connect_timeout: self.db_connect_timeout,
+            debug_sql: self.debug_sql,
+        }
+    }
+}
+
+fn check_url(
+    var: &'static str,
+    value: String,
+    schemes: &[&str],
+) -> Result<SecretString, ConfigError> {
+    match url::Url::parse(&value) {
+        Ok(url)
+            if schemes.contains(&url.scheme()) && url.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(SecretString::from(value))
+        }
+        _ => Err(ConfigError::new(
+            var,
+            Some(&value),
+            format!("expected a URL like {}://host:port/...", schemes[0]),
+        )),
+    }
+}
+
+fn parse_addr(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let value = get(var).unwrap_or_else(|| default.to_owned());
+    value.parse().map_err(|_| {
+        ConfigError::new(
+            var,
+            Some(&value),
+            "expected an address and port such as 127.0.0.1:8080",
+        )
+    })
+}
+
+fn parse_int<T: TryFrom<u64>>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<T, ConfigError> {
+    let problem = || format!("expected a whole number from {min} to {max}");
+    let value = match get(var) {
+        None => default,
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => v,
+            _ => return Err(ConfigError::new(var, Some(&raw), problem())),
+        },
+    };
+    T::try_from(value).map_err(|_| ConfigError::new(var, None, problem()))
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(var, Some(&raw), "expected true or false")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.db_pool_size, 10);
+        assert!(config.database_url.is_none());
+        assert_eq!(config.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_expected_form() {
+        let cases = [
+            (
+                "DB_POOL_SIZE",
+                "many",
+                "DB_POOL_SIZE=\"many\": expected a whole number from 1 to 1000",
+            ),
+            (
+                "DB_POOL_SIZE",
+                "0",
+                "DB_POOL_SIZE=\"0\": expected a whole number from 1 to 1000",
+            ),
+            (
+                "BIND_ADDR",
+                "localhost",
+                "BIND_ADDR=\"localhost\": expected an address and port such as 127.0.0.1:8080",
+            ),
+            (
+                "LOG_FORMAT",
+                "xml",
+                "LOG_FORMAT=\"xml\": expected text or json",
+            ),
+            (
+                "ENVIRONMENT",
+                "prod",
+                "ENVIRONMENT=\"prod\": expected development or production",
+            ),
+            (
+                "DEBUG_SQL",
+                "maybe",
+                "DEBUG_SQL=\"maybe\": expected true or false",
+            ),
+            (
+                "REDIS_KEY_PREFIX",
+                "a b",
+                "REDIS_KEY_PREFIX=\"a b\": expected 1 to 64 characters from a-z, A-Z, 0-9, '_', '-', '.'",
+            ),
+        ];
+        for (var, value, message) in cases {
+            let err = load(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var);
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn secrets_are_never_echoed() {
+        let err = load(&[("DATABASE_URL", "mysql://user:hunter2@db/x")]).expect_err("wrong scheme");
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_URL=<hidden>: expected a URL like postgres://host:port/..."
+        );
+        let config = load(&[
+            ("SECRET_KEY", "hunter2hunter2"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+        ])
+        .expect("valid");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP error type: every error response is `application/problem+json`
+//! (RFC 9457) with `type`, `title`, `status`, `detail` and a stable `code`.
+//!
+//! Internal failures answer a generic 500; their cause travels in the
+//! response extensions and is logged once, by the request middleware, never
+//! sent to the client.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answered over HTTP.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    internal: Option<anyhow::Error>,
+}
+
+/// The cause of a 500, attached to the response for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalError(pub Arc<anyhow::Error>);
+
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: &'a str,
+    pub status: u16,
+    pub detail: &'a str,
+    pub code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            internal: None,
+        }
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+
+    /// A 500 whose cause is logged but not shown.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error",
+            detail:
+                "An unexpected error occurred. Quote the x-request-id header when reporting it."
+                    .into(),
+            internal: Some(err.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ApiError {
+    fn from(err: E) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+/// A problem+json response for `status` with a stable `code`.
+pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Response {
+    let problem = Problem {
+        type_: format!("urn:orgstack:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        code,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = problem_response(self.status, self.code, &self.detail);
+        if let Some(err) = self.internal {
+            response
+                .extensions_mut()
+                .insert(InternalError(Arc::new(err)));
+        }
+        response
+    }
+}
+
+/// Turns the bare error responses that axum and tower produce (unknown
+/// route, wrong method, body too large, ...) into problem documents, so every
+/// error a client sees has the same shape.
+pub async fn problemize(response: Response) -> Response {
+    let status = response.status();
+    let has_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let is_problem = has_type.is_some_and(|t| t.starts_with(PROBLEM_JSON));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "No resource at this path."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This path does not accept that method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "The request body exceeds MAX_BODY_BYTES.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Send the body as application/json.",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
+        s if s.is_server_error() => ("internal_error", "An unexpected error occurred."),
+        _ => ("bad_request", "The request could not be understood."),
+    };
+    let (parts, _) = response.into_parts();
+    let mut fresh = problem_response(status, code, detail);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    *fresh.extensions_mut() = parts.extensions;
+    fresh
+}

@@ -1,0 +1,98 @@
+//! `/healthz` (the process is alive), `/readyz` (PostgreSQL and Redis
+//! answer) and the Prometheus `/metrics` page.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fred::prelude::ClientLike;
+use serde_json::json;
+
+use super::AppState;
+use crate::error::ApiError;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// 200 when both PostgreSQL and Redis answer within two seconds; otherwise
+/// 503 problem+json naming the ones that did not.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let (postgres, redis) = tokio::join!(check_postgres(&state), check_redis(&state));
+    let mut failed = Vec::new();
+    if let Err(why) = &postgres {
+        failed.push(format!("postgres: {why}"));
+    }
+    if let Err(why) = &redis {
+        failed.push(format!("redis: {why}"));
+    }
+    if failed.is_empty() {
+        Json(json!({ "status": "ready", "postgres": "ok", "redis": "ok" })).into_response()
+    } else {
+        ApiError::unavailable("not_ready", format!("not ready: {}", failed.join("; ")))
+            .into_response()
+    }
+}
+
+async fn check_postgres(state: &AppState) -> Result<(), String> {
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(short(&err.to_string())),
+        Err(_) => Err("no answer within 2s".into()),
+    }
+}
+
+async fn check_redis(state: &AppState) -> Result<(), String> {
+    if !state.redis.is_connected() {
+        return Err("not connected".into());
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, state.redis.ping::<String>(None)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(short(&err.to_string())),
+        Err(_) => Err("no answer within 2s".into()),
+    }
+}
+
+/// The first line of an error, without connection details.
+fn short(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or("error")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Prometheus text exposition. Gauges that describe state (pool, orgs) are
+/// refreshed on each scrape.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let pool = &state.db;
+    let idle = pool.num_idle() as f64;
+    let size = f64::from(pool.size());
+    metrics::gauge!("orgstack_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("orgstack_db_pool_connections", "state" => "in_use")
+        .set((size - idle).max(0.0));
+    metrics::gauge!("orgstack_db_pool_max_connections").set(f64::from(state.config.db_pool_size));
+    if let Ok(Ok(counts)) = tokio::time::timeout(CHECK_TIMEOUT, state.orgs.count_by_status()).await
+    {
+        for (status, n) in counts {
+            metrics::gauge!("orgstack_orgs", "status" => status.as_str()).set(n as f64);
+        }
+    }
+    let body = crate::telemetry::metrics_handle().render();
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,156 @@
+//! The HTTP API: router, middleware, and serving with graceful shutdown.
+//!
+//! Middleware, outermost first: a request id (`x-request-id`, generated or
+//! propagated, echoed on the response), a tracing span carrying the method,
+//! matched route and request id, request metrics, the body-size limit, and a
+//! mapper that turns bare error responses into problem+json.
+
+mod health;
+mod middleware;
+mod org;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::get;
+use sqlx::PgPool;
+use tenancy::OrgRegistry;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use org::OrgScope;
+
+use crate::config::Config;
+
+/// What handlers share. Cheap to clone; extract the parts with `State<..>`
+/// or the `FromRef` impls.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub redis: fred::clients::Client,
+    pub orgs: OrgRegistry,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for OrgRegistry {
+    fn from_ref(state: &AppState) -> Self {
+        state.orgs.clone()
+    }
+}
+
+/// The API router with every layer, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new();
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", api);
+    with_layers(routes, &state.config).with_state(state)
+}
+
+/// Adds the standard middleware stack to `routes` (also used by tests that
+/// mount routes of their own).
+pub fn with_layers<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    config: &Config,
+) -> Router<S> {
+    routes
+        .fallback(|| async {
+            crate::error::ApiError::not_found("not_found", "No resource at this path.")
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(axum::middleware::map_response(crate::error::problemize))
+                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+        )
+}
+
+/// The metrics router, served on `METRICS_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` and metrics on `metrics_listener` until
+/// `shutdown` resolves, then lets in-flight requests finish for up to
+/// `SHUTDOWN_TIMEOUT_SECS` before returning.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let drain = state.config.shutdown_timeout;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = metrics_listener.map(|l| {
+        let mut stop = stop_rx.clone();
+        let app = metrics_router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    stop.wait_for(|s| *s).await.map(|_| ()).unwrap_or(())
+                })
+                .await
+        })
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut stop = stop_rx.clone();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(
+            async move { stop.wait_for(|s| *s).await.map(|_| ()).unwrap_or(()) },
+        )
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = shutdown => {
+            tracing::info!(drain_secs = drain.as_secs(), "shutting down: no new connections, draining requests");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(drain, &mut server).await {
+                Ok(result) => result?,
+                Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -1,0 +1,19 @@
+//! Orgstack: a multi-tenant SaaS backend where every organization gets its
+//! own PostgreSQL schema.
+//!
+//! This library holds the HTTP API, configuration, telemetry, the private
+//! development servers and the CLI commands; the `orgstack` binary is a thin
+//! `main` over [`cli`]. Tenancy rules live in the `tenancy` crate.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod local;
+pub mod redis;
+pub mod telemetry;
+
+pub use config::Config;
