@@ -4,6 +4,7 @@
 //! stderr), 2 bad usage (from clap).
 
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,6 +108,44 @@ pub enum OrgCommand {
     },
 }
 
+/// The whole program: parse the command line (exit 2 on bad usage), load
+/// `.env` and the configuration, set up logging, run the command. Errors are
+/// printed as one line (with their causes) and exit 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("error: cannot read .env: {err}");
+        return ExitCode::from(1);
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    crate::telemetry::init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Runs one parsed command.
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -187,11 +226,7 @@ async fn migrate(out: &mut impl Write, config: Config, args: MigrateArgs) -> any
             "public: version {} of {}",
             status.public_version, status.public_target
         )?;
-        writeln!(
-            out,
-            "{:<40} {:>7}  {:<10} {}",
-            "ORG", "VERSION", "STATUS", "NOTE"
-        )?;
+        writeln!(out, "{:<40} {:>7}  {:<10} NOTE", "ORG", "VERSION", "STATUS")?;
         for org in &status.orgs {
             let note = match (&org.migrate_error, org.version < status.org_target) {
                 (Some(err), _) => format!("FAILED: {}", first_line(err)),

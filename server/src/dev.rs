@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use fred::prelude::ClientLike;
 use secrecy::SecretString;
 use tenancy::migrator::{self, MigrateOptions};
 use tenancy::{Lineage, Slug};
@@ -135,7 +136,8 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         Some(org) => (*org).clone(),
         None => state.orgs.create("Demo", &demo).await?,
     };
-    let _listener = state.orgs.listen().await?;
+    let listener_task = state.orgs.listen().await?;
+    let redis = state.redis.clone();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on BIND_ADDR {bind} (in use? set BIND_ADDR)"))?;
@@ -189,6 +191,8 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         crate::http::shutdown_signal(),
     )
     .await;
+    listener_task.abort();
+    let _ = redis.quit().await;
     services.stop();
     println!("stopped");
     result

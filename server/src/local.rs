@@ -45,6 +45,7 @@ impl LocalPostgres {
     pub async fn start(dir: &Path, options: PostgresOptions) -> anyhow::Result<Self> {
         let bin = find_postgres_bin()?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = &fs::canonicalize(dir)?;
         let data_dir = dir.join("data");
         let run_as = unprivileged_user()?;
         if let Some(user) = &run_as {
@@ -195,6 +196,7 @@ impl LocalRedis {
             )
         })?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = &fs::canonicalize(dir)?;
         let port = free_port()?;
         let log_path = dir.join("redis.log");
         let mut cmd = Command::new(bin);

@@ -11,8 +11,6 @@
 //! (`<schema>.refinery_schema_history`), and lineage SQL runs with
 //! `search_path` set to that one schema, so migration files stay plain SQL.
 
-use std::future::Future;
-
 use refinery::{AsyncMigrate, Migration, Runner};
 use refinery_core::traits::r#async::{AsyncQuery, AsyncTransaction};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -142,50 +140,43 @@ struct InTransaction<'c> {
 impl AsyncTransaction for InTransaction<'_> {
     type Error = sqlx::Error;
 
-    fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
+    async fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
         &'a mut self,
         queries: T,
-    ) -> impl Future<Output = Result<usize, Self::Error>> + Send + 'a {
-        async move {
-            let mut count = 0;
-            for query in queries {
-                sqlx::raw_sql(AssertSqlSafe(query))
-                    .execute(&mut *self.conn)
-                    .await?;
-                count += 1;
-            }
-            Ok(count)
+    ) -> Result<usize, Self::Error> {
+        let mut count = 0;
+        for query in queries {
+            sqlx::raw_sql(AssertSqlSafe(query))
+                .execute(&mut *self.conn)
+                .await?;
+            count += 1;
         }
+        Ok(count)
     }
 }
 
 impl AsyncQuery<Vec<Migration>> for InTransaction<'_> {
-    fn query<'a>(
-        &'a mut self,
-        query: &'a str,
-    ) -> impl Future<Output = Result<Vec<Migration>, Self::Error>> + Send + 'a {
-        async move {
-            let rows = sqlx::query(AssertSqlSafe(query))
-                .fetch_all(&mut *self.conn)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let applied_on: String = row.try_get(2)?;
-                    let checksum: String = row.try_get(3)?;
-                    let applied_on = OffsetDateTime::parse(&applied_on, &Rfc3339)
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                    let checksum = checksum
-                        .parse::<u64>()
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                    Ok(Migration::applied(
-                        row.try_get(0)?,
-                        row.try_get(1)?,
-                        applied_on,
-                        checksum,
-                    ))
-                })
-                .collect()
-        }
+    async fn query<'a>(&'a mut self, query: &'a str) -> Result<Vec<Migration>, Self::Error> {
+        let rows = sqlx::query(AssertSqlSafe(query))
+            .fetch_all(&mut *self.conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let applied_on: String = row.try_get(2)?;
+                let checksum: String = row.try_get(3)?;
+                let applied_on = OffsetDateTime::parse(&applied_on, &Rfc3339)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let checksum = checksum
+                    .parse::<u64>()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok(Migration::applied(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    applied_on,
+                    checksum,
+                ))
+            })
+            .collect()
     }
 }
 

@@ -130,6 +130,8 @@ pub async fn migrate_orgs(
         .await;
     for (id, slug, schema, version, result) in outcomes {
         match result {
+            // Another migrator got there first: nothing was left to apply.
+            Ok(applied) if applied.is_empty() => report.orgs_current += 1,
             Ok(applied) => report.migrated.push(OrgMigrated {
                 slug,
                 schema: schema.to_string(),

@@ -1,1 +1,406 @@
-//! stub
+//! Test harness for Orgstack: real PostgreSQL and Redis, one fresh database
+//! and one Redis key prefix per test, the app served on `127.0.0.1:0`.
+//!
+//! Servers: `DATABASE_URL` / `REDIS_URL` are reused when set; otherwise a
+//! private PostgreSQL and Redis are started once per test process (as
+//! `orgstack dev` does) and stop when the process exits. Each test database
+//! is cloned from a template that already has the public lineage, so a test
+//! starts in tens of milliseconds; it is dropped when the context drops.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fred::prelude::{ClientLike, KeysInterface};
+use futures::TryStreamExt;
+use orgstack::config::Config;
+use orgstack::http::AppState;
+use orgstack::local::{LocalPostgres, LocalRedis, PostgresOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tenancy::{Lineage, OrgRegistry, RedisKeys};
+use tokio::task::JoinHandle;
+
+/// The servers shared by every test of this process.
+#[derive(Debug)]
+pub struct Servers {
+    /// A superuser URL to the `postgres` (or configured) database.
+    pub admin_url: url::Url,
+    pub redis_url: String,
+    template: String,
+    _postgres: Option<LocalPostgres>,
+    _redis: Option<LocalRedis>,
+}
+
+/// Starts (or finds) the servers once per process.
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        // A runtime of its own: the test that gets here first has its own,
+        // which ends with that test.
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("test runtime");
+            runtime
+                .block_on(start_servers())
+                .unwrap_or_else(|err| panic!("test servers: {err:#}"))
+        })
+        .join()
+        .expect("starting test servers")
+    })
+}
+
+async fn start_servers() -> anyhow::Result<Servers> {
+    let pid = std::process::id();
+    let scratch = std::env::temp_dir().join(format!("orgstack-test-{pid}"));
+    remove_stale_scratch_dirs();
+    let (postgres, admin_url) = match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+        Some(url) => (None, url),
+        None => {
+            let pg = LocalPostgres::start(
+                &scratch.join("postgres"),
+                PostgresOptions { durable: false },
+            )
+            .await?;
+            let url = pg.url("postgres");
+            (Some(pg), url)
+        }
+    };
+    let (redis, redis_url) = match std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty()) {
+        Some(url) => (None, url),
+        None => {
+            let redis = LocalRedis::start(&scratch.join("redis"), false).await?;
+            let url = redis.url();
+            (Some(redis), url)
+        }
+    };
+    let admin_url = url::Url::parse(&admin_url)?;
+    let mut admin = PgConnection::connect(admin_url.as_str()).await?;
+    drop_stale_databases(&mut admin).await?;
+    let template = format!("orgstack_tpl_{pid}");
+    exec(
+        &mut admin,
+        &format!("DROP DATABASE IF EXISTS \"{template}\""),
+    )
+    .await?;
+    exec(&mut admin, &format!("CREATE DATABASE \"{template}\"")).await?;
+    admin.close().await?;
+    let pool = tenancy::db::connect(
+        with_database(&admin_url, &template).as_str(),
+        &Default::default(),
+    )
+    .await?;
+    tenancy::migrator::migrate_public(&pool, &Lineage::public(), Duration::from_secs(10)).await?;
+    pool.close().await;
+    Ok(Servers {
+        admin_url,
+        redis_url,
+        template,
+        _postgres: postgres,
+        _redis: redis,
+    })
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+fn with_database(url: &url::Url, db: &str) -> url::Url {
+    let mut url = url.clone();
+    url.set_path(&format!("/{db}"));
+    url
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Databases left by test processes that died (their pid is in the name).
+async fn drop_stale_databases(admin: &mut PgConnection) -> anyhow::Result<()> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE 'orgstack\\_t%\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await?;
+    for name in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !pid_alive(pid)) {
+            exec(
+                admin,
+                &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_stale_scratch_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("orgstack-test-")
+            .and_then(|p| p.parse::<u32>().ok())
+            && !pid_alive(pid)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// One test's world: its own database (public lineage applied), its own
+/// Redis key prefix, and a configuration pointing at both.
+#[derive(Debug)]
+pub struct TestContext {
+    pub db_name: String,
+    pub database_url: String,
+    pub redis_url: String,
+    pub pool: PgPool,
+    pub redis: fred::clients::Client,
+    pub keys: RedisKeys,
+    pub config: Config,
+}
+
+impl TestContext {
+    pub async fn new() -> Self {
+        let servers = servers();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("orgstack_t_{}_{}", std::process::id(), &id[..12]);
+        let mut admin = PgConnection::connect(servers.admin_url.as_str())
+            .await
+            .expect("admin connection");
+        let create = format!(
+            "CREATE DATABASE \"{db_name}\" TEMPLATE \"{}\"",
+            servers.template
+        );
+        let mut attempt = 0;
+        while let Err(err) = exec(&mut admin, &create).await {
+            // Another test copying the template at the same moment.
+            attempt += 1;
+            assert!(attempt < 50, "creating test database: {err}");
+            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+        }
+        admin.close().await.ok();
+        let database_url = with_database(&servers.admin_url, &db_name).to_string();
+        let settings = tenancy::db::PoolSettings {
+            max_connections: 8,
+            ..Default::default()
+        };
+        let pool = tenancy::db::connect(&database_url, &settings)
+            .await
+            .expect("test pool");
+        let prefix = format!("test-{}", &id[..16]);
+        let redis = orgstack::redis::connect(&servers.redis_url, Duration::from_secs(10))
+            .await
+            .expect("test redis");
+        let config = config_with(&[
+            ("DATABASE_URL", &database_url),
+            ("REDIS_URL", &servers.redis_url),
+            ("REDIS_KEY_PREFIX", &prefix),
+        ]);
+        TestContext {
+            db_name,
+            database_url,
+            redis_url: servers.redis_url.clone(),
+            pool,
+            redis,
+            keys: RedisKeys::new(prefix),
+            config,
+        }
+    }
+
+    /// A registry provisioning with the real org lineage.
+    pub fn registry(&self) -> OrgRegistry {
+        self.registry_with(Lineage::org())
+    }
+
+    /// A registry provisioning with `lineage`.
+    pub fn registry_with(&self, lineage: Lineage) -> OrgRegistry {
+        OrgRegistry::new(
+            self.pool.clone(),
+            self.redis.clone(),
+            self.keys.clone(),
+            lineage,
+        )
+    }
+
+    /// A registry as a separate server process would have: its own pool,
+    /// Redis connection and cache.
+    pub async fn other_process_registry(&self) -> OrgRegistry {
+        let pool = tenancy::db::connect(&self.database_url, &Default::default())
+            .await
+            .expect("second pool");
+        let redis = orgstack::redis::connect(&self.redis_url, Duration::from_secs(10))
+            .await
+            .expect("second redis");
+        OrgRegistry::new(pool, redis, self.keys.clone(), Lineage::org())
+    }
+
+    /// Environment for running the `orgstack` binary against this context.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.database_url.clone()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.keys.prefix().to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+    }
+
+    /// Serves the full app (API and metrics) on free ports.
+    pub async fn spawn_app(&self) -> TestApp {
+        spawn_app(self.config.clone()).await
+    }
+
+    /// Number of tables in `schema` (0 when it does not exist).
+    pub async fn table_count(&self, schema: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = $1")
+            .bind(schema)
+            .fetch_one(&self.pool)
+            .await
+            .expect("counting tables")
+    }
+
+    /// Whether `schema` exists.
+    pub async fn schema_exists(&self, schema: &str) -> bool {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        )
+        .bind(schema)
+        .fetch_one(&self.pool)
+        .await
+        .expect("looking up schema")
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        let servers = servers();
+        let admin_url = servers.admin_url.to_string();
+        let redis_url = servers.redis_url.clone();
+        let db_name = self.db_name.clone();
+        let pattern = self.keys.all_pattern();
+        // Drop runs inside the test's runtime, which is blocked while we wait:
+        // clean up on a thread with a runtime of its own, and leave the pool
+        // alone (its connections belong to the blocked runtime; the forced
+        // DROP DATABASE ends them).
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let _ = exec(
+                        &mut admin,
+                        &format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"),
+                    )
+                    .await;
+                    let _ = admin.close().await;
+                }
+                if let Ok(redis) =
+                    orgstack::redis::connect(&redis_url, Duration::from_secs(5)).await
+                {
+                    let keys: Vec<String> = redis
+                        .scan_buffered(pattern, Some(1000), None)
+                        .try_filter_map(|k| async move { Ok(k.as_str().map(str::to_owned)) })
+                        .try_collect()
+                        .await
+                        .unwrap_or_default();
+                    for chunk in keys.chunks(500) {
+                        let _: Result<i64, _> = redis.del(chunk.to_vec()).await;
+                    }
+                    let _ = redis.quit().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A configuration built from `vars` only (nothing from the environment).
+pub fn config_with(vars: &[(&str, &str)]) -> Config {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("test config")
+}
+
+/// The app running on free ports.
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    server: JoinHandle<anyhow::Result<()>>,
+    listener: JoinHandle<()>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.listener.abort();
+    }
+}
+
+/// Serves the app for `config` on `127.0.0.1:0`: the listeners are bound
+/// before this returns, so requests can be sent at once.
+pub async fn spawn_app(mut config: Config) -> TestApp {
+    config.bind_addr = "127.0.0.1:0".parse().expect("addr");
+    config.metrics_addr = "127.0.0.1:0".parse().expect("addr");
+    orgstack::telemetry::metrics_handle();
+    let state = orgstack::app::build_state(config).await.expect("app state");
+    let listener_task = state.orgs.listen().await.expect("org change listener");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind api");
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind metrics");
+    let addr = listener.local_addr().expect("api addr");
+    let metrics_addr = metrics.local_addr().expect("metrics addr");
+    let server = tokio::spawn(orgstack::http::serve(
+        state.clone(),
+        listener,
+        Some(metrics),
+        std::future::pending(),
+    ));
+    TestApp {
+        addr,
+        metrics_addr,
+        state,
+        client: reqwest::Client::new(),
+        server,
+        listener: listener_task,
+    }
+}

@@ -1,0 +1,6 @@
+//! The `orgstack` program built inside this package, so the integration
+//! tests can run the real command line (`CARGO_BIN_EXE_orgstack-cli`).
+
+fn main() -> std::process::ExitCode {
+    orgstack::cli::main()
+}

@@ -1,0 +1,213 @@
+//! The `orgstack` command line, run as a user would: exit codes, one-line
+//! errors, and the rows it leaves behind.
+
+use serde_json::Value;
+
+use crate::{run_cli, stderr, stdout};
+use orgstack_tests::TestContext;
+
+#[tokio::test]
+async fn org_commands_walk_the_whole_lifecycle() {
+    let ctx = TestContext::new().await;
+    let cli = |args: &[&str]| run_cli(Some(&ctx), args, &[]);
+
+    let out = cli(&["org", "create", "Acme Corp"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("created org 'acme-corp' (Acme Corp) with schema org_"),
+        "{}",
+        stdout(&out)
+    );
+
+    let again = cli(&["org", "create", "Acme Corp"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        stderr(&again).trim(),
+        "error: the slug 'acme-corp' is already taken"
+    );
+
+    let bad = cli(&[
+        "org",
+        "create",
+        "Whatever",
+        "--slug",
+        "a;drop schema public",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "bad usage");
+    assert!(
+        stderr(&bad)
+            .contains("may contain only lowercase letters a-z, digits and hyphens; found ';'"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let list = cli(&["org", "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0));
+    let orgs: Value = serde_json::from_slice(&list.stdout).expect("json list");
+    assert_eq!(orgs.as_array().map(Vec::len), Some(1));
+    assert_eq!(orgs[0]["slug"], "acme-corp");
+    assert_eq!(orgs[0]["status"], "active");
+
+    assert_eq!(cli(&["org", "suspend", "acme-corp"]).status.code(), Some(0));
+    let twice = cli(&["org", "suspend", "acme-corp"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert_eq!(
+        stderr(&twice).trim(),
+        "error: org 'acme-corp' is suspended; suspend needs it to be active"
+    );
+    assert_eq!(cli(&["org", "resume", "acme-corp"]).status.code(), Some(0));
+
+    let dry = cli(&["org", "delete", "acme-corp"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(
+        stdout(&dry).starts_with("dry run: would soft-delete org 'acme-corp'"),
+        "{}",
+        stdout(&dry)
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM public.orgs")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("row");
+    assert_eq!(status, "active", "a dry run changes nothing");
+
+    assert_eq!(
+        cli(&["org", "delete", "acme-corp", "--yes"]).status.code(),
+        Some(0)
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM public.orgs")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("row");
+    assert_eq!(status, "deleted");
+
+    let dry = cli(&["org", "purge", "acme-corp"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(
+        stdout(&dry).contains("dry run: would purge org 'acme-corp'"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(stdout(&dry).contains("(2 tables)"), "{}", stdout(&dry));
+
+    let purge = cli(&["org", "purge", "acme-corp", "--yes"]);
+    assert_eq!(purge.status.code(), Some(0), "{}", stderr(&purge));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM public.orgs")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0);
+    let schemas: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname LIKE 'org\\_%'",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .expect("count");
+    assert_eq!(schemas, 0);
+
+    let missing = cli(&["org", "suspend", "acme-corp"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: no org with slug or id 'acme-corp'"
+    );
+}
+
+#[tokio::test]
+async fn migrate_and_migrate_status() {
+    let ctx = TestContext::new().await;
+    assert_eq!(
+        run_cli(Some(&ctx), &["org", "create", "One"], &[])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = run_cli(Some(&ctx), &["migrate", "--jobs", "2"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("orgs: 1 total, 1 already current, 0 migrated, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run_cli(Some(&ctx), &["migrate", "status", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["public_version"], status["public_target"]);
+    assert_eq!(status["orgs"][0]["slug"], "one");
+    assert_eq!(status["orgs"][0]["version"], status["org_target"]);
+
+    let out = run_cli(Some(&ctx), &["migrate", "status"], &[]);
+    assert!(
+        stdout(&out).contains("1 orgs, target version 1: 0 behind, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_deploy_fails_on_development_defaults() {
+    let out = run_cli(None, &["check", "--deploy"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for setting in ["ENVIRONMENT:", "DATABASE_URL:", "REDIS_URL:", "SECRET_KEY:"] {
+        assert!(text.contains(setting), "{setting} missing from:\n{text}");
+    }
+    assert_eq!(stderr(&out).trim(), "error: 4 unsafe production setting(s)");
+}
+
+#[test]
+fn check_deploy_passes_on_a_safe_configuration() {
+    let safe = [
+        ("ENVIRONMENT", "production"),
+        (
+            "DATABASE_URL",
+            "postgres://app:pw@db.internal:5432/orgstack",
+        ),
+        ("REDIS_URL", "redis://cache.internal:6379"),
+        (
+            "SECRET_KEY",
+            "3c1f0e6e2b9a4d7c8f5e1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d",
+        ),
+        ("LOG_FORMAT", "json"),
+    ];
+    let out = run_cli(None, &["check", "--deploy"], &safe);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out).trim(), "no unsafe production settings found");
+}
+
+#[test]
+fn bad_configuration_names_the_variable() {
+    let out = run_cli(None, &["version"], &[("DB_POOL_SIZE", "lots")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: DB_POOL_SIZE=\"lots\": expected a whole number from 1 to 1000"
+    );
+
+    let out = run_cli(None, &["org", "list"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: DATABASE_URL: is required"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run_cli(None, &["no-such-command"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn version_prints_the_version() {
+    let out = run_cli(None, &["version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("orgstack {}", env!("CARGO_PKG_VERSION"))
+    );
+}

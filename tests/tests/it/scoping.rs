@@ -1,0 +1,241 @@
+//! Tenant scope: empty search_path, the `OrgScope` extractor, and the org
+//! cache invalidated across processes.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use orgstack::http::OrgScope;
+use sea_query::{Asterisk, Expr, Func, PostgresQueryBuilder, Query};
+use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
+use tenancy::{OrgStatus, Slug};
+
+use crate::eventually;
+use orgstack_tests::TestContext;
+
+fn slug(s: &str) -> Slug {
+    Slug::parse(s).expect("valid slug")
+}
+
+#[tokio::test]
+async fn unqualified_table_names_fail_on_application_connections() {
+    let ctx = TestContext::new().await;
+    let org = ctx
+        .registry()
+        .create("Scoped", &slug("scoped"))
+        .await
+        .expect("org");
+
+    let err = sqlx::query("SELECT count(*) FROM orgs")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect_err("unqualified");
+    assert!(
+        err.to_string().contains("relation \"orgs\" does not exist"),
+        "{err}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM public.orgs")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("qualified");
+    assert_eq!(n, 1);
+
+    let err = sqlx::query("SELECT count(*) FROM audit_events")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect_err("unqualified");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let sql = Query::select()
+        .expr(Func::count(Expr::col(Asterisk)))
+        .from(org.schema().table("audit_events"))
+        .to_string(PostgresQueryBuilder);
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("qualified");
+    assert_eq!(n, 0);
+}
+
+async fn whoami(scope: OrgScope) -> Json<Value> {
+    Json(json!({ "slug": scope.org().slug, "schema": scope.schema().as_str() }))
+}
+
+/// The app's middleware and state around one org-scoped route.
+async fn serve_scoped(ctx: &TestContext) -> String {
+    let state = orgstack::app::build_state(ctx.config.clone())
+        .await
+        .expect("state");
+    let listener_task = state.orgs.listen().await.expect("listen");
+    let routes = Router::new().route("/api/v1/orgs/{org}/whoami", get(whoami));
+    let app = orgstack::http::with_layers(routes, &state.config).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _keep = listener_task;
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+async fn get_json(url: &str) -> (u16, String, Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        status,
+        content_type,
+        response.json().await.expect("json body"),
+    )
+}
+
+#[tokio::test]
+async fn org_extractor_serves_active_orgs_and_hides_the_rest() {
+    let ctx = TestContext::new().await;
+    let registry = ctx.registry();
+    let acme = registry.create("Acme", &slug("acme")).await.expect("acme");
+    let other = registry
+        .create("Other", &slug("other"))
+        .await
+        .expect("other");
+    let base = serve_scoped(&ctx).await;
+    let url = |s: &str| format!("{base}/api/v1/orgs/{s}/whoami");
+
+    let (status, _, body) = get_json(&url("acme")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({ "slug": "acme", "schema": acme.schema().as_str() })
+    );
+    let (_, _, body) = get_json(&url("other")).await;
+    assert_eq!(
+        body["schema"],
+        other.schema().as_str(),
+        "each org resolves to its own schema"
+    );
+
+    let not_found = |slug: &str| {
+        json!({
+            "type": "urn:orgstack:problem:org_not_found",
+            "title": "Not Found",
+            "status": 404,
+            "detail": format!("No org named '{slug}'."),
+            "code": "org_not_found",
+        })
+    };
+    for unknown in ["nobody-here", "BAD_SLUG"] {
+        let (status, content_type, body) = get_json(&url(unknown)).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (404, "application/problem+json")
+        );
+        assert_eq!(body, not_found(unknown));
+    }
+
+    // Changes made through another registry (another process) reach the
+    // server's cache over Redis.
+    registry.suspend(&slug("acme")).await.expect("suspend");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_json(&url("acme")).await.0 == 404
+        })
+        .await
+    );
+    assert_eq!(
+        get_json(&url("acme")).await.2,
+        not_found("acme"),
+        "suspended looks exactly like unknown"
+    );
+
+    registry.resume(&slug("acme")).await.expect("resume");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_json(&url("acme")).await.0 == 200
+        })
+        .await
+    );
+
+    registry
+        .change_slug(&slug("acme"), &slug("acme-renamed"))
+        .await
+        .expect("rename slug");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_json(&url("acme")).await.0 == 404
+        })
+        .await
+    );
+    let (status, _, body) = get_json(&url("acme-renamed")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["schema"],
+        acme.schema().as_str(),
+        "a renamed slug keeps its schema"
+    );
+
+    registry.soft_delete(&slug("other")).await.expect("delete");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_json(&url("other")).await.0 == 404
+        })
+        .await
+    );
+    assert_eq!(get_json(&url("other")).await.2, not_found("other"));
+}
+
+#[tokio::test]
+async fn cache_invalidation_from_another_process_is_seen() {
+    let ctx = TestContext::new().await;
+    let here = ctx.registry();
+    let _listening = here.listen().await.expect("listen");
+    here.create("Cached", &slug("cached")).await.expect("org");
+    assert_eq!(
+        here.by_slug(&slug("cached"))
+            .await
+            .expect("lookup")
+            .expect("found")
+            .status,
+        OrgStatus::Active
+    );
+
+    // Without the announcement this process would keep serving its cached
+    // copy for up to a minute.
+    let elsewhere = ctx.other_process_registry().await;
+    elsewhere
+        .suspend(&slug("cached"))
+        .await
+        .expect("suspend elsewhere");
+    let seen = eventually(Duration::from_secs(5), || async {
+        here.by_slug(&slug("cached"))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| o.status == OrgStatus::Suspended)
+    })
+    .await;
+    assert!(
+        seen,
+        "the suspension made by another process must reach this cache"
+    );
+
+    elsewhere
+        .rename(&slug("cached"), "Renamed")
+        .await
+        .expect("rename elsewhere");
+    let renamed = eventually(Duration::from_secs(5), || async {
+        here.by_slug(&slug("cached"))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| o.name == "Renamed")
+    })
+    .await;
+    assert!(renamed);
+}
