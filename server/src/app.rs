@@ -18,11 +18,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("invalid DATABASE_URL")?;
     let redis = crate::redis::client(config.require_redis_url()?).context("invalid REDIS_URL")?;
     let _connection = redis.connect();
-    if tokio::time::timeout(Duration::from_secs(3), redis.wait_for_connect())
-        .await
-        .is_err()
-    {
-        tracing::warn!("Redis is not answering yet; /readyz reports it until it does");
+    match tokio::time::timeout(Duration::from_secs(3), redis.wait_for_connect()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot reach Redis yet; retrying, /readyz reports it until it answers")
+        }
+        Err(_) => tracing::warn!(
+            "Redis is not answering yet; retrying, /readyz reports it until it answers"
+        ),
     }
     let orgs = OrgRegistry::new(
         db.clone(),
@@ -30,12 +33,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         RedisKeys::new(&config.redis_key_prefix),
         Lineage::org(),
     );
-    Ok(AppState {
-        config: Arc::new(config),
-        db,
-        redis,
-        orgs,
-    })
+    Ok(AppState { config: Arc::new(config), db, redis, orgs })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).

@@ -15,20 +15,13 @@ pub struct Finding {
 /// Settings that are unsafe for production, with why. Empty means safe.
 pub fn deploy_findings(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut add = |setting, problem: &str| {
-        findings.push(Finding {
-            setting,
-            problem: problem.to_owned(),
-        })
-    };
+    let mut add =
+        |setting, problem: &str| findings.push(Finding { setting, problem: problem.to_owned() });
     if !config.is_production() {
         add("ENVIRONMENT", "is development; set ENVIRONMENT=production");
     }
     if config.debug_sql {
-        add(
-            "DEBUG_SQL",
-            "is on; it logs every statement (and slows every request)",
-        );
+        add("DEBUG_SQL", "is on; it logs every statement (and slows every request)");
     }
     if config.database_url.is_none() {
         add("DATABASE_URL", "is not set");
@@ -37,10 +30,7 @@ pub fn deploy_findings(config: &Config) -> Vec<Finding> {
         add("REDIS_URL", "is not set");
     }
     match &config.secret_key {
-        None => add(
-            "SECRET_KEY",
-            "is not set; generate one with `openssl rand -hex 32`",
-        ),
+        None => add("SECRET_KEY", "is not set; generate one with `openssl rand -hex 32`"),
         Some(key) => {
             let key = key.expose_secret();
             let distinct = key.chars().collect::<std::collections::BTreeSet<_>>().len();
@@ -52,10 +42,7 @@ pub fn deploy_findings(config: &Config) -> Vec<Finding> {
             } else if key.to_ascii_lowercase().contains("change")
                 || key.to_ascii_lowercase().contains("secret")
             {
-                add(
-                    "SECRET_KEY",
-                    "looks like a placeholder; generate a random one",
-                );
+                add("SECRET_KEY", "looks like a placeholder; generate a random one");
             }
         }
     }
@@ -73,33 +60,22 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .expect("valid")
     }
 
     #[test]
     fn development_defaults_are_flagged() {
-        let settings: Vec<_> = deploy_findings(&config(&[
-            ("DEBUG_SQL", "true"),
-            ("METRICS_ADDR", "0.0.0.0:9464"),
-        ]))
-        .into_iter()
-        .map(|f| f.setting)
-        .collect();
+        let settings: Vec<_> =
+            deploy_findings(&config(&[("DEBUG_SQL", "true"), ("METRICS_ADDR", "0.0.0.0:9464")]))
+                .into_iter()
+                .map(|f| f.setting)
+                .collect();
         assert_eq!(
             settings,
-            [
-                "ENVIRONMENT",
-                "DEBUG_SQL",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "SECRET_KEY",
-                "METRICS_ADDR"
-            ]
+            ["ENVIRONMENT", "DEBUG_SQL", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "METRICS_ADDR"]
         );
     }
 
@@ -121,10 +97,7 @@ mod tests {
             ("ENVIRONMENT", "production"),
             ("DATABASE_URL", "postgres://app:pw@db/orgstack"),
             ("REDIS_URL", "redis://cache:6379"),
-            (
-                "SECRET_KEY",
-                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-            ),
+            ("SECRET_KEY", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         ]));
         assert_eq!(findings, []);
     }

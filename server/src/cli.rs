@@ -113,7 +113,7 @@ pub enum OrgCommand {
 /// printed as one line (with their causes) and exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = dotenvy::dotenv()
+    if let Err(err) = dotenvy::from_path(".env")
         && !err.not_found()
     {
         eprintln!("error: cannot read .env: {err}");
@@ -127,10 +127,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -181,9 +178,7 @@ fn check(out: &mut impl Write, config: &Config, deploy: bool) -> anyhow::Result<
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.is_production()
-        && crate::check::deploy_findings(&config)
-            .iter()
-            .any(|f| f.setting == "SECRET_KEY")
+        && crate::check::deploy_findings(&config).iter().any(|f| f.setting == "SECRET_KEY")
     {
         anyhow::bail!(
             "SECRET_KEY is missing or weak; `serve` refuses to start in production (see `orgstack check --deploy`)"
@@ -201,16 +196,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on METRICS_ADDR {metrics}"))?;
     crate::telemetry::metrics_handle();
     tracing::info!(%bind, %metrics, "serving");
-    crate::http::serve(
-        state,
-        listener,
-        Some(metrics_listener),
-        crate::http::shutdown_signal(),
-    )
-    .await
+    crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
+        .await
 }
 
-async fn migrate(out: &mut impl Write, config: Config, args: MigrateArgs) -> anyhow::Result<()> {
+async fn migrate(
+    out: &mut impl Write,
+    mut config: Config,
+    args: MigrateArgs,
+) -> anyhow::Result<()> {
+    // Each job holds a connection for its whole org, lock waits included.
+    config.db_pool_size = config.db_pool_size.max(u32::from(args.jobs) + 2);
     let state = app::connect_now(config).await?;
     if let Some(MigrateCommand::Status { json }) = args.command {
         let status = migrator::status(&state.db, &Lineage::public(), &Lineage::org())
@@ -221,11 +217,7 @@ async fn migrate(out: &mut impl Write, config: Config, args: MigrateArgs) -> any
             writeln!(out)?;
             return Ok(());
         }
-        writeln!(
-            out,
-            "public: version {} of {}",
-            status.public_version, status.public_target
-        )?;
+        writeln!(out, "public: version {} of {}", status.public_version, status.public_target)?;
         writeln!(out, "{:<40} {:>7}  {:<10} NOTE", "ORG", "VERSION", "STATUS")?;
         for org in &status.orgs {
             let note = match (&org.migrate_error, org.version < status.org_target) {
@@ -233,11 +225,7 @@ async fn migrate(out: &mut impl Write, config: Config, args: MigrateArgs) -> any
                 (None, true) => format!("behind (target {})", status.org_target),
                 (None, false) => String::new(),
             };
-            writeln!(
-                out,
-                "{:<40} {:>7}  {:<10} {}",
-                org.slug, org.version, org.status, note
-            )?;
+            writeln!(out, "{:<40} {:>7}  {:<10} {}", org.slug, org.version, org.status, note)?;
         }
         writeln!(
             out,
@@ -376,11 +364,7 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
         }
         OrgCommand::Purge { slug, yes } => {
             let report = orgs.purge(&slug, !yes).await?;
-            let verb = if yes {
-                "purged"
-            } else {
-                "dry run: would purge"
-            };
+            let verb = if yes { "purged" } else { "dry run: would purge" };
             writeln!(
                 out,
                 "{verb} org '{}': drop schema {} ({} tables), delete its row and {} Redis keys{}",
@@ -388,11 +372,7 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
                 report.schema,
                 report.tables,
                 report.redis_keys,
-                if yes {
-                    ""
-                } else {
-                    "; rerun with --yes to do it"
-                }
+                if yes { "" } else { "; rerun with --yes to do it" }
             )?;
         }
     }
@@ -419,11 +399,7 @@ mod tests {
         let err = Cli::try_parse_from(["orgstack", "org", "suspend", "Bad_Slug"])
             .expect_err("invalid slug");
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
-        assert!(
-            err.to_string()
-                .contains("may contain only lowercase letters"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("may contain only lowercase letters"), "{err}");
     }
 
     #[test]
@@ -431,11 +407,7 @@ mod tests {
         let cli = Cli::try_parse_from(["orgstack", "migrate", "--jobs", "8"]).expect("valid");
         assert!(matches!(
             cli.command,
-            Command::Migrate(MigrateArgs {
-                jobs: 8,
-                command: None,
-                ..
-            })
+            Command::Migrate(MigrateArgs { jobs: 8, command: None, .. })
         ));
         let cli = Cli::try_parse_from(["orgstack", "migrate", "status", "--json"]).expect("valid");
         assert!(matches!(

@@ -72,11 +72,7 @@ impl ConfigError {
             Some(_) => "=<hidden>".to_owned(),
             None => String::new(),
         };
-        ConfigError {
-            var,
-            shown,
-            problem: problem.into(),
-        }
+        ConfigError { var, shown, problem: problem.into() }
     }
 }
 
@@ -114,18 +110,12 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    Some(other),
-                    "expected text or json",
-                ));
+                return Err(ConfigError::new("LOG_FORMAT", Some(other), "expected text or json"));
             }
         };
         let prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| "orgstack".to_owned());
         if prefix.len() > 64
-            || !prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         {
             return Err(ConfigError::new(
                 "REDIS_KEY_PREFIX",
@@ -169,30 +159,20 @@ impl Config {
 
     /// `DATABASE_URL`, or an error naming it.
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
-        self.database_url
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "DATABASE_URL",
-                    None,
-                    "is required (e.g. postgres://user:pass@host:5432/orgstack)",
-                )
-            })
+        self.database_url.as_ref().map(|s| s.expose_secret()).ok_or_else(|| {
+            ConfigError::new(
+                "DATABASE_URL",
+                None,
+                "is required (e.g. postgres://user:pass@host:5432/orgstack)",
+            )
+        })
     }
 
     /// `REDIS_URL`, or an error naming it.
     pub fn require_redis_url(&self) -> Result<&str, ConfigError> {
-        self.redis_url
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "REDIS_URL",
-                    None,
-                    "is required (e.g. redis://127.0.0.1:6379)",
-                )
-            })
+        self.redis_url.as_ref().map(|s| s.expose_secret()).ok_or_else(|| {
+            ConfigError::new("REDIS_URL", None, "is required (e.g. redis://127.0.0.1:6379)")
+        })
     }
 
     /// Pool settings for [`tenancy::db::connect`].
@@ -231,11 +211,7 @@ fn parse_addr(
 ) -> Result<SocketAddr, ConfigError> {
     let value = get(var).unwrap_or_else(|| default.to_owned());
     value.parse().map_err(|_| {
-        ConfigError::new(
-            var,
-            Some(&value),
-            "expected an address and port such as 127.0.0.1:8080",
-        )
+        ConfigError::new(var, Some(&value), "expected an address and port such as 127.0.0.1:8080")
     })
 }
 
@@ -277,10 +253,8 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
@@ -302,31 +276,15 @@ mod tests {
                 "many",
                 "DB_POOL_SIZE=\"many\": expected a whole number from 1 to 1000",
             ),
-            (
-                "DB_POOL_SIZE",
-                "0",
-                "DB_POOL_SIZE=\"0\": expected a whole number from 1 to 1000",
-            ),
+            ("DB_POOL_SIZE", "0", "DB_POOL_SIZE=\"0\": expected a whole number from 1 to 1000"),
             (
                 "BIND_ADDR",
                 "localhost",
                 "BIND_ADDR=\"localhost\": expected an address and port such as 127.0.0.1:8080",
             ),
-            (
-                "LOG_FORMAT",
-                "xml",
-                "LOG_FORMAT=\"xml\": expected text or json",
-            ),
-            (
-                "ENVIRONMENT",
-                "prod",
-                "ENVIRONMENT=\"prod\": expected development or production",
-            ),
-            (
-                "DEBUG_SQL",
-                "maybe",
-                "DEBUG_SQL=\"maybe\": expected true or false",
-            ),
+            ("LOG_FORMAT", "xml", "LOG_FORMAT=\"xml\": expected text or json"),
+            ("ENVIRONMENT", "prod", "ENVIRONMENT=\"prod\": expected development or production"),
+            ("DEBUG_SQL", "maybe", "DEBUG_SQL=\"maybe\": expected true or false"),
             (
                 "REDIS_KEY_PREFIX",
                 "a b",

@@ -76,20 +76,14 @@ pub async fn start_services(config: &Config, dir: &Path) -> anyhow::Result<DevSe
             (Some(redis), url)
         }
     };
-    Ok(DevServices {
-        postgres,
-        redis,
-        database_url,
-        redis_url,
-    })
+    Ok(DevServices { postgres, redis, database_url, redis_url })
 }
 
 /// Creates database `name` through the admin URL unless it exists.
 pub async fn create_database_if_missing(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let mut conn =
+        sqlx::PgConnection::connect(admin_url).await.context("connecting to PostgreSQL")?;
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)",
     )
@@ -98,9 +92,7 @@ pub async fn create_database_if_missing(admin_url: &str, name: &str) -> anyhow::
     .await?;
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', ""));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
     }
     conn.close().await?;
     Ok(())
@@ -109,10 +101,7 @@ pub async fn create_database_if_missing(admin_url: &str, name: &str) -> anyhow::
 pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     if args.reset && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir).with_context(|| {
-            format!(
-                "removing {} (is another `orgstack dev` running?)",
-                args.data_dir.display()
-            )
+            format!("removing {} (is another `orgstack dev` running?)", args.data_dir.display())
         })?;
         println!("wiped {}", args.data_dir.display());
     }
@@ -141,19 +130,13 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on BIND_ADDR {bind} (in use? set BIND_ADDR)"))?;
-    let metrics_listener = tokio::net::TcpListener::bind(metrics)
-        .await
-        .with_context(|| {
-            format!("cannot listen on METRICS_ADDR {metrics} (in use? set METRICS_ADDR)")
-        })?;
+    let metrics_listener = tokio::net::TcpListener::bind(metrics).await.with_context(|| {
+        format!("cannot listen on METRICS_ADDR {metrics} (in use? set METRICS_ADDR)")
+    })?;
     crate::telemetry::metrics_handle();
 
     let private = |yes: bool| {
-        if yes {
-            format!(" (private, data in {})", args.data_dir.display())
-        } else {
-            String::new()
-        }
+        if yes { format!(" (private, data in {})", args.data_dir.display()) } else { String::new() }
     };
     println!();
     println!("Orgstack is running (development)");
@@ -176,24 +159,16 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         demo.schema(),
         demo.org_version
     );
-    println!(
-        "  Migrations  {} orgs, {} migrated now",
-        report.orgs_total,
-        report.migrated.len()
-    );
+    println!("  Migrations  {} orgs, {} migrated now", report.orgs_total, report.migrated.len());
     println!("Press Ctrl-C to stop.");
     println!();
 
-    let result = crate::http::serve(
-        state,
-        listener,
-        Some(metrics_listener),
-        crate::http::shutdown_signal(),
-    )
-    .await;
-    listener_task.abort();
+    let result =
+        crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
+            .await;
+    listener_task.stop().await;
     let _ = redis.quit().await;
-    services.stop();
+    tokio::task::block_in_place(|| services.stop());
     println!("stopped");
     result
 }

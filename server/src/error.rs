@@ -39,12 +39,7 @@ pub struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            detail: detail.into(),
-            internal: None,
-        }
+        ApiError { status, code, detail: detail.into(), internal: None }
     }
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
@@ -71,6 +66,12 @@ impl ApiError {
         }
     }
 
+    /// Keeps `cause` for the log without showing it to the client.
+    pub fn with_cause(mut self, cause: anyhow::Error) -> Self {
+        self.internal = Some(cause);
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -80,9 +81,45 @@ impl ApiError {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for ApiError {
-    fn from(err: E) -> Self {
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
         ApiError::internal(err)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut => ApiError::unavailable(
+                "database_busy",
+                "The database is busy or unreachable; retry shortly.",
+            )
+            .with_cause(anyhow::Error::new(err)),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<tenancy::TenancyError> for ApiError {
+    fn from(err: tenancy::TenancyError) -> Self {
+        use tenancy::TenancyError as E;
+        match err {
+            E::InvalidSlug(why) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_slug",
+                format!("slug {why}"),
+            ),
+            E::InvalidName => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name", err.to_string())
+            }
+            E::SlugTaken(_) => ApiError::new(StatusCode::CONFLICT, "slug_taken", err.to_string()),
+            E::NotFound(_) => ApiError::not_found("org_not_found", err.to_string()),
+            E::WrongStatus { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_org_status", err.to_string())
+            }
+            E::Database(db) => ApiError::from(db),
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -97,9 +134,7 @@ pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Respons
     };
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
 }
 
@@ -107,9 +142,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = problem_response(self.status, self.code, &self.detail);
         if let Some(err) = self.internal {
-            response
-                .extensions_mut()
-                .insert(InternalError(Arc::new(err)));
+            response.extensions_mut().insert(InternalError(Arc::new(err)));
         }
         response
     }
@@ -120,28 +153,22 @@ impl IntoResponse for ApiError {
 /// error a client sees has the same shape.
 pub async fn problemize(response: Response) -> Response {
     let status = response.status();
-    let has_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let has_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let is_problem = has_type.is_some_and(|t| t.starts_with(PROBLEM_JSON));
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "No resource at this path."),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "This path does not accept that method.",
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
-            "The request body exceeds MAX_BODY_BYTES.",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
-            "Send the body as application/json.",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "This path does not accept that method.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "The request body exceeds MAX_BODY_BYTES.")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "Send the body as application/json.")
+        }
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
         s if s.is_server_error() => ("internal_error", "An unexpected error occurred."),
         _ => ("bad_request", "The request could not be understood."),

@@ -61,24 +61,13 @@ impl LocalPostgres {
             initdb
                 .arg("-D")
                 .arg(&data_dir)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ])
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
-            as_user(&mut initdb, run_as.as_ref());
+            as_user(&mut initdb, run_as.as_ref(), dir);
             let output = initdb.output().context("running initdb")?;
             if !output.status.success() {
-                bail!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
+                bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim());
             }
         }
         let port = free_port()?;
@@ -86,19 +75,16 @@ impl LocalPostgres {
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&data_dir)
-            .args(["-p", &port.to_string()])
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "unix_socket_directories=",
-                "-c",
-                "max_connections=300",
-                "-c",
-                "shared_buffers=128MB",
-            ]);
+        cmd.arg("-D").arg(&data_dir).args(["-p", &port.to_string()]).args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ]);
         if !options.durable {
             cmd.args([
                 "-c",
@@ -109,16 +95,10 @@ impl LocalPostgres {
                 "full_page_writes=off",
             ]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        as_user(&mut cmd, run_as.as_ref());
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        as_user(&mut cmd, run_as.as_ref(), dir);
         let child = spawn_supervised(cmd, Signal::SIGINT).context("starting postgres")?;
-        let mut server = LocalPostgres {
-            child: Some(child),
-            port,
-            data_dir,
-        };
+        let mut server = LocalPostgres { child: Some(child), port, data_dir };
         server.wait_ready(&log_path).await?;
         Ok(server)
     }
@@ -131,10 +111,7 @@ impl LocalPostgres {
                 && let Some(status) = child.try_wait()?
             {
                 let log = fs::read_to_string(log_path).unwrap_or_default();
-                bail!(
-                    "postgres exited ({status}) while starting:\n{}",
-                    tail(&log, 10)
-                );
+                bail!("postgres exited ({status}) while starting:\n{}", tail(&log, 10));
             }
             if let Ok(conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
                 let _ = sqlx::Connection::close(conn).await;
@@ -189,6 +166,11 @@ impl LocalRedis {
     /// Starts `redis-server` on a free port with its files in `dir`;
     /// `persistent` keeps an append-only file there between runs.
     pub async fn start(dir: &Path, persistent: bool) -> anyhow::Result<Self> {
+        Self::start_on(dir, free_port()?, persistent).await
+    }
+
+    /// Like [`start`](Self::start), on a given port.
+    pub async fn start_on(dir: &Path, port: u16, persistent: bool) -> anyhow::Result<Self> {
         let bin = find_on_path("redis-server").ok_or_else(|| {
             anyhow::anyhow!(
                 "redis-server not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server; \
@@ -197,40 +179,26 @@ impl LocalRedis {
         })?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = &fs::canonicalize(dir)?;
-        let port = free_port()?;
         let log_path = dir.join("redis.log");
         let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", if persistent { "yes" } else { "no" }])
-        .arg("--dir")
-        .arg(dir)
-        .arg("--logfile")
-        .arg(&log_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", if persistent { "yes" } else { "no" }])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let child = spawn_supervised(cmd, Signal::SIGTERM).context("starting redis-server")?;
-        let mut server = LocalRedis {
-            child: Some(child),
-            port,
-        };
+        let mut server = LocalRedis { child: Some(child), port };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(child) = server.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
                 let log = fs::read_to_string(&log_path).unwrap_or_default();
-                bail!(
-                    "redis-server exited ({status}) while starting:\n{}",
-                    tail(&log, 10)
-                );
+                bail!("redis-server exited ({status}) while starting:\n{}", tail(&log, 10));
             }
             if redis_ping(port) {
                 return Ok(server);
@@ -274,9 +242,7 @@ fn redis_ping(port: u16) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 16];
     stream.write_all(b"PING\r\n").is_ok()
-        && stream
-            .read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+        && stream.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -373,7 +339,11 @@ fn chown(path: &Path, user: &User) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn as_user(cmd: &mut Command, user: Option<&User>) {
+/// Runs `cmd` as `user` (when given) from `dir`: PostgreSQL up to 15 changes
+/// back to the working folder it inherited, which another user may not be
+/// allowed to enter.
+fn as_user(cmd: &mut Command, user: Option<&User>, dir: &Path) {
+    cmd.current_dir(dir);
     if let Some(user) = user {
         cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
         cmd.env("HOME", &user.dir);
@@ -382,11 +352,14 @@ fn as_user(cmd: &mut Command, user: Option<&User>) {
 
 type SpawnRequest = (Command, Signal, mpsc::Sender<std::io::Result<Child>>);
 
-/// Spawns `cmd` so that it receives `on_parent_death` when this process
-/// exits. The parent-death signal fires when the *thread* that spawned the
-/// child ends, so every child is spawned from one thread that lives as long
-/// as the process.
-fn spawn_supervised(cmd: Command, on_parent_death: Signal) -> std::io::Result<Child> {
+/// Spawns `cmd` in a process group of its own (so Ctrl-C in a terminal
+/// reaches only this process, which then stops the child in order) and, on
+/// Linux, with `on_parent_death` delivered when this process exits. The
+/// parent-death signal fires when the *thread* that spawned the child ends,
+/// so every child is spawned from one thread that lives as long as the
+/// process.
+fn spawn_supervised(mut cmd: Command, on_parent_death: Signal) -> std::io::Result<Child> {
+    cmd.process_group(0);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -409,11 +382,10 @@ fn spawn_supervised(cmd: Command, on_parent_death: Signal) -> std::io::Result<Ch
         .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
         .send((cmd, on_parent_death, reply_tx))
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    reply_rx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
 }
 
+#[cfg(target_os = "linux")]
 #[expect(
     unsafe_code,
     reason = "pre_exec is unsafe; the hook only calls prctl, which is async-signal-safe"
@@ -426,6 +398,11 @@ fn set_parent_death_signal(cmd: &mut Command, signal: Signal) {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn set_parent_death_signal(_cmd: &mut Command, _signal: Signal) {}
+
+/// Signals `child` and waits (blocking, up to 15 s) for it to exit, then
+/// kills it.
 fn stop_child(mut child: Child, signal: Signal) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = kill(Pid::from_raw(pid), signal);

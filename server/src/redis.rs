@@ -4,16 +4,22 @@ use std::time::Duration;
 
 use fred::prelude::{Builder, ClientLike, Config as RedisConfig, ReconnectPolicy};
 
-/// A Redis client that reconnects on its own. It does not wait for the first
-/// connection: commands queue until Redis answers, and `/readyz` reports a
-/// Redis that does not.
+/// Commands that get no answer within this fail instead of waiting forever.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Redis client that reconnects on its own, including when Redis is down
+/// at start (`fail_fast` off). Commands sent while it is disconnected wait
+/// for the reconnection, up to [`COMMAND_TIMEOUT`]; `/readyz` reports a
+/// Redis that does not answer.
 pub fn client(url: &str) -> Result<fred::clients::Client, fred::error::Error> {
-    let config = RedisConfig::from_url(url)?;
+    let mut config = RedisConfig::from_url(url)?;
+    config.fail_fast = false;
     Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
             c.internal_command_timeout = Duration::from_secs(5);
         })
+        .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()
 }
@@ -25,9 +31,6 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<fred::clients::Clie
     match tokio::time::timeout(timeout, client.wait_for_connect()).await {
         Ok(Ok(())) => Ok(client),
         Ok(Err(err)) => Err(anyhow::anyhow!("cannot connect to Redis: {err}")),
-        Err(_) => Err(anyhow::anyhow!(
-            "cannot connect to Redis within {}s",
-            timeout.as_secs()
-        )),
+        Err(_) => Err(anyhow::anyhow!("cannot connect to Redis within {}s", timeout.as_secs())),
     }
 }

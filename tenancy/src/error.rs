@@ -14,12 +14,7 @@ pub enum TenancyError {
     #[error("no org with slug or id '{0}'")]
     NotFound(String),
     #[error("org '{slug}' is {status}; {action} needs it to be {required}")]
-    WrongStatus {
-        slug: String,
-        status: &'static str,
-        action: &'static str,
-        required: &'static str,
-    },
+    WrongStatus { slug: String, status: &'static str, action: &'static str, required: &'static str },
     #[error("migration of {schema} failed: {source}")]
     Migration {
         schema: String,

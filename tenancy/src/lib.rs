@@ -24,4 +24,4 @@ pub use error::TenancyError;
 pub use ids::{OrgId, SchemaName, Slug, SlugError};
 pub use keys::RedisKeys;
 pub use migrations::Lineage;
-pub use registry::{Org, OrgRegistry, OrgStatus, PurgeReport};
+pub use registry::{Listener, Org, OrgRegistry, OrgStatus, PurgeReport};

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::TenancyError;
+use crate::{SchemaName, TenancyError};
 
 mod embedded_public {
     refinery::embed_migrations!("../migrations/public");
@@ -30,6 +30,25 @@ mod embedded_org {
 /// The history table name inside each schema.
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
 
+/// The schema a lineage is applied to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The shared `public` schema.
+    Public,
+    /// One org's schema.
+    Org(&'a SchemaName),
+}
+
+impl Target<'_> {
+    /// The schema name; safe to quote as an identifier (`public` or `org_<hex>`).
+    pub fn schema(&self) -> &str {
+        match self {
+            Target::Public => "public",
+            Target::Org(schema) => schema.as_str(),
+        }
+    }
+}
+
 /// An ordered set of migrations applied to one kind of schema.
 #[derive(Debug, Clone)]
 pub struct Lineage {
@@ -40,20 +59,12 @@ pub struct Lineage {
 impl Lineage {
     /// The lineage of the `public` schema (`migrations/public`).
     pub fn public() -> Self {
-        Lineage::new(
-            "public",
-            embedded_public::migrations::runner()
-                .get_migrations()
-                .clone(),
-        )
+        Lineage::new("public", embedded_public::migrations::runner().get_migrations().clone())
     }
 
     /// The lineage applied to every org schema (`migrations/org`).
     pub fn org() -> Self {
-        Lineage::new(
-            "org",
-            embedded_org::migrations::runner().get_migrations().clone(),
-        )
+        Lineage::new("org", embedded_org::migrations::runner().get_migrations().clone())
     }
 
     /// A lineage from `(file name, sql)` pairs such as `("V2__add_x.sql", "...")`,
@@ -96,38 +107,28 @@ impl Lineage {
         &self.migrations
     }
 
-    /// Applies every pending migration of this lineage to `schema` on `conn`,
-    /// which must be inside a transaction. Returns the names applied.
+    /// Applies every pending migration of this lineage to `target` on
+    /// `conn`, which must be inside a transaction. Returns the names applied.
     ///
-    /// Sets `search_path` (transaction-local) to `schema` for the lineage SQL.
+    /// Sets `search_path` (transaction-local) to the target schema for the
+    /// lineage SQL.
     pub async fn apply_in_tx(
         &self,
         conn: &mut PgConnection,
-        schema: &str,
+        target: Target<'_>,
     ) -> Result<Vec<String>, TenancyError> {
+        let schema = target.schema();
         let set_path = format!("SET LOCAL search_path TO \"{schema}\"");
-        sqlx::raw_sql(AssertSqlSafe(set_path))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(set_path)).execute(&mut *conn).await?;
         let mut runner = Runner::new(&self.migrations);
-        runner = runner
-            .set_grouped(false)
-            .set_abort_divergent(true)
-            .set_abort_missing(true);
+        runner = runner.set_grouped(false).set_abort_divergent(true).set_abort_missing(true);
         runner.set_migration_table_name(format!("\"{schema}\".{HISTORY_TABLE}"));
         let mut adapter = InTransaction { conn };
-        let report = runner
-            .run_async(&mut adapter)
-            .await
-            .map_err(|e| TenancyError::Migration {
-                schema: schema.to_owned(),
-                source: Box::new(e),
-            })?;
-        Ok(report
-            .applied_migrations()
-            .iter()
-            .map(|m| m.to_string())
-            .collect())
+        let report = runner.run_async(&mut adapter).await.map_err(|e| TenancyError::Migration {
+            schema: schema.to_owned(),
+            source: Box::new(e),
+        })?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 }
 
@@ -146,9 +147,7 @@ impl AsyncTransaction for InTransaction<'_> {
     ) -> Result<usize, Self::Error> {
         let mut count = 0;
         for query in queries {
-            sqlx::raw_sql(AssertSqlSafe(query))
-                .execute(&mut *self.conn)
-                .await?;
+            sqlx::raw_sql(AssertSqlSafe(query)).execute(&mut *self.conn).await?;
             count += 1;
         }
         Ok(count)
@@ -157,24 +156,19 @@ impl AsyncTransaction for InTransaction<'_> {
 
 impl AsyncQuery<Vec<Migration>> for InTransaction<'_> {
     async fn query<'a>(&'a mut self, query: &'a str) -> Result<Vec<Migration>, Self::Error> {
-        let rows = sqlx::query(AssertSqlSafe(query))
-            .fetch_all(&mut *self.conn)
-            .await?;
+        // Not prepared: the text differs per org schema, and caching one
+        // statement per org would churn the connection's statement cache.
+        let rows =
+            sqlx::query(AssertSqlSafe(query)).persistent(false).fetch_all(&mut *self.conn).await?;
         rows.iter()
             .map(|row| {
                 let applied_on: String = row.try_get(2)?;
                 let checksum: String = row.try_get(3)?;
                 let applied_on = OffsetDateTime::parse(&applied_on, &Rfc3339)
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                let checksum = checksum
-                    .parse::<u64>()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                Ok(Migration::applied(
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    applied_on,
-                    checksum,
-                ))
+                let checksum =
+                    checksum.parse::<u64>().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok(Migration::applied(row.try_get(0)?, row.try_get(1)?, applied_on, checksum))
             })
             .collect()
     }

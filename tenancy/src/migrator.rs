@@ -8,6 +8,7 @@
 //! recorded in `public.orgs.migrate_error` and does not stop the others; a
 //! rerun picks up whatever is still behind.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,8 @@ use futures::StreamExt;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::migrations::{HISTORY_TABLE, Lineage};
+use crate::SchemaName;
+use crate::migrations::{HISTORY_TABLE, Lineage, Target};
 use crate::{OrgId, TenancyError};
 
 /// How `migrate` runs.
@@ -30,10 +32,7 @@ pub struct MigrateOptions {
 
 impl Default for MigrateOptions {
     fn default() -> Self {
-        MigrateOptions {
-            jobs: 4,
-            lock_timeout: Duration::from_secs(10),
-        }
+        MigrateOptions { jobs: 4, lock_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -89,13 +88,17 @@ pub async fn migrate_public(
     lock_timeout: Duration,
 ) -> Result<Vec<String>, TenancyError> {
     let mut tx = pool.begin().await?;
-    lock_schema(&mut tx, "public", lock_timeout).await?;
-    let applied = lineage.apply_in_tx(&mut tx, "public").await?;
+    lock_schema(&mut tx, Target::Public.schema(), lock_timeout).await?;
+    let applied = lineage.apply_in_tx(&mut tx, Target::Public).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
 /// Applies the org lineage to every org that is behind it.
+///
+/// Orgs provisioned while this runs (by a process with an older lineage,
+/// during a rolling deploy) are picked up too: the pending list is read
+/// again until it holds no org this run has not tried.
 pub async fn migrate_orgs(
     pool: &PgPool,
     lineage: &Lineage,
@@ -103,59 +106,60 @@ pub async fn migrate_orgs(
 ) -> Result<MigrateReport, TenancyError> {
     let started = Instant::now();
     let target = lineage.latest_version();
-    let orgs_total: i64 = sqlx::query_scalar("SELECT count(*) FROM public.orgs")
-        .fetch_one(pool)
+    let mut report = MigrateReport { target_version: target, ..MigrateReport::default() };
+    let mut tried: HashSet<Uuid> = HashSet::new();
+    loop {
+        let pending: Vec<(Uuid, String, i32)> = sqlx::query_as(
+            "SELECT id, slug, org_version FROM public.orgs WHERE org_version < $1 ORDER BY created_at, id",
+        )
+        .bind(target)
+        .fetch_all(pool)
         .await?;
-    let pending: Vec<(Uuid, String, i32)> = sqlx::query_as(
-        "SELECT id, slug, org_version FROM public.orgs WHERE org_version < $1 ORDER BY created_at, id",
-    )
-    .bind(target)
-    .fetch_all(pool)
-    .await?;
-    let mut report = MigrateReport {
-        target_version: target,
-        orgs_total,
-        orgs_current: orgs_total - pending.len() as i64,
-        ..MigrateReport::default()
-    };
-    let outcomes: Vec<_> = futures::stream::iter(pending)
-        .map(|(id, slug, version)| async move {
-            let schema = OrgId::from_uuid(id).schema();
-            let result =
-                migrate_one(pool, lineage, id, schema.as_str(), options.lock_timeout).await;
-            (id, slug, schema, version, result)
-        })
-        .buffer_unordered(options.jobs.max(1))
-        .collect()
-        .await;
-    for (id, slug, schema, version, result) in outcomes {
-        match result {
-            // Another migrator got there first: nothing was left to apply.
-            Ok(applied) if applied.is_empty() => report.orgs_current += 1,
-            Ok(applied) => report.migrated.push(OrgMigrated {
-                slug,
-                schema: schema.to_string(),
-                from_version: version,
-                to_version: target,
-                applied,
-            }),
-            Err(err) => {
-                let error = err.to_string();
-                tracing::error!(org_id = %id, schema = %schema, error = %error, "org migration failed");
-                sqlx::query("UPDATE public.orgs SET migrate_error = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(&error)
-                    .execute(pool)
-                    .await?;
-                report.failed.push(OrgFailed {
+        let pending: Vec<_> = pending.into_iter().filter(|(id, _, _)| tried.insert(*id)).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let outcomes: Vec<_> = futures::stream::iter(pending)
+            .map(|(id, slug, version)| async move {
+                let schema = OrgId::from_uuid(id).schema();
+                let result = migrate_one(pool, lineage, id, &schema, options.lock_timeout).await;
+                (id, slug, schema, version, result)
+            })
+            .buffer_unordered(options.jobs.max(1))
+            .collect()
+            .await;
+        for (id, slug, schema, version, result) in outcomes {
+            match result {
+                // Another migrator got there first: nothing was left to apply.
+                Ok(applied) if applied.is_empty() => {}
+                Ok(applied) => report.migrated.push(OrgMigrated {
                     slug,
                     schema: schema.to_string(),
-                    version,
-                    error,
-                });
+                    from_version: version,
+                    to_version: target,
+                    applied,
+                }),
+                Err(err) => {
+                    let error = err.to_string();
+                    tracing::error!(org_id = %id, schema = %schema, error = %error, "org migration failed");
+                    sqlx::query("UPDATE public.orgs SET migrate_error = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(&error)
+                        .execute(pool)
+                        .await?;
+                    report.failed.push(OrgFailed {
+                        slug,
+                        schema: schema.to_string(),
+                        version,
+                        error,
+                    });
+                }
             }
         }
     }
+    report.orgs_total =
+        sqlx::query_scalar("SELECT count(*) FROM public.orgs").fetch_one(pool).await?;
+    report.orgs_current = report.orgs_total - (report.migrated.len() + report.failed.len()) as i64;
     report.migrated.sort_by(|a, b| a.slug.cmp(&b.slug));
     report.failed.sort_by(|a, b| a.slug.cmp(&b.slug));
     report.elapsed_ms = started.elapsed().as_millis();
@@ -166,17 +170,19 @@ async fn migrate_one(
     pool: &PgPool,
     lineage: &Lineage,
     id: Uuid,
-    schema: &str,
+    schema: &SchemaName,
     lock_timeout: Duration,
 ) -> Result<Vec<String>, TenancyError> {
     let mut tx = pool.begin().await?;
-    lock_schema(&mut tx, schema, lock_timeout).await?;
-    let applied = lineage.apply_in_tx(&mut tx, schema).await?;
-    sqlx::query("UPDATE public.orgs SET org_version = $2, migrate_error = NULL, migrated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(lineage.latest_version())
-        .execute(&mut *tx)
-        .await?;
+    lock_schema(&mut tx, schema.as_str(), lock_timeout).await?;
+    let applied = lineage.apply_in_tx(&mut tx, Target::Org(schema)).await?;
+    sqlx::query(
+        "UPDATE public.orgs SET org_version = $2, migrate_error = NULL, migrated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(lineage.latest_version())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(applied)
 }
@@ -188,13 +194,8 @@ async fn lock_schema(
     schema: &str,
     lock_timeout: Duration,
 ) -> Result<(), TenancyError> {
-    let set = format!(
-        "SET LOCAL lock_timeout = '{}ms'",
-        lock_timeout.as_millis().max(1)
-    );
-    sqlx::raw_sql(AssertSqlSafe(set))
-        .execute(&mut *conn)
-        .await?;
+    let set = format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis().max(1));
+    sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await?;
     sqlx::query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))")
         .bind(schema)
         .execute(&mut *conn)
@@ -224,9 +225,7 @@ pub struct OrgVersion {
 impl MigrationStatus {
     /// Orgs behind the org lineage.
     pub fn laggards(&self) -> impl Iterator<Item = &OrgVersion> {
-        self.orgs
-            .iter()
-            .filter(move |o| o.version < self.org_target)
+        self.orgs.iter().filter(move |o| o.version < self.org_target)
     }
 
     /// Orgs whose last migration failed.
@@ -242,9 +241,7 @@ pub async fn status(
     org: &Lineage,
 ) -> Result<MigrationStatus, TenancyError> {
     let history = format!("SELECT coalesce(max(version), 0) FROM public.{HISTORY_TABLE}");
-    let public_version: i32 = sqlx::query_scalar(AssertSqlSafe(history))
-        .fetch_one(pool)
-        .await?;
+    let public_version: i32 = sqlx::query_scalar(AssertSqlSafe(history)).fetch_one(pool).await?;
     let orgs = sqlx::query_as(
         "SELECT slug, schema_name, status, org_version AS version, migrate_error, migrated_at \
          FROM public.orgs ORDER BY slug",

@@ -2,11 +2,18 @@
 //! the org lifecycle (active → suspended → deleted → purged).
 //!
 //! Lookups are cached per process. Every change is announced on a Redis
-//! pub/sub channel with the org id, and every registry that [listens]
-//! (`OrgRegistry::listen`) evicts that org at once; entries also expire after
-//! a minute, so a missed message cannot keep a stale org for long.
+//! pub/sub channel with the org id, and every registry that listens
+//! ([`OrgRegistry::listen`]) evicts that org as soon as the message arrives.
+//! Entries also expire after a minute, and a listener drops its whole cache
+//! whenever its subscription (re)connects, so a missed message cannot keep a
+//! stale org for long.
+//!
+//! Changes are made by slug against the database (`WHERE slug = $1`), never
+//! through a cached slug-to-id mapping, so a stale cache cannot make a
+//! change land on the wrong org.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,9 +25,10 @@ use moka::sync::Cache;
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::migrations::Lineage;
+use crate::migrations::{Lineage, Target};
 use crate::{OrgId, RedisKeys, SchemaName, Slug, TenancyError};
 
 /// Where an org is in its lifecycle. A purged org has no row at all.
@@ -87,6 +95,7 @@ pub struct PurgeReport {
 
 const ORG_COLUMNS: &str = "id, slug, name, status, org_version, created_at, updated_at, deleted_at";
 const CACHE_TTL: Duration = Duration::from_secs(60);
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Looks up, provisions and changes orgs. Cheap to clone.
 #[derive(Clone)]
@@ -96,9 +105,7 @@ pub struct OrgRegistry {
 
 impl std::fmt::Debug for OrgRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrgRegistry")
-            .field("keys", &self.inner.keys)
-            .finish_non_exhaustive()
+        f.debug_struct("OrgRegistry").field("keys", &self.inner.keys).finish_non_exhaustive()
     }
 }
 
@@ -109,6 +116,36 @@ struct Inner {
     lineage: Lineage,
     by_slug: Cache<String, Arc<Org>>,
     by_id: Cache<OrgId, Arc<Org>>,
+    /// Bumped by every eviction. A lookup caches its row only if no
+    /// eviction happened while it was reading, so a row read just before a
+    /// change cannot be cached after the change was announced.
+    generation: AtomicU64,
+}
+
+/// The background task that applies org-change announcements to a
+/// registry's cache. Dropping it stops the task.
+#[derive(Debug)]
+pub struct Listener {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Unsubscribes, closes the Redis connection and waits for the task.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl OrgRegistry {
@@ -126,14 +163,9 @@ impl OrgRegistry {
                 redis,
                 keys,
                 lineage,
-                by_slug: Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(CACHE_TTL)
-                    .build(),
-                by_id: Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(CACHE_TTL)
-                    .build(),
+                by_slug: Cache::builder().max_capacity(100_000).time_to_live(CACHE_TTL).build(),
+                by_id: Cache::builder().max_capacity(100_000).time_to_live(CACHE_TTL).build(),
+                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -151,28 +183,53 @@ impl OrgRegistry {
     }
 
     /// Subscribes to org-change announcements and evicts changed orgs from
-    /// this registry's cache. The task runs until the returned handle is
-    /// aborted. It returns once subscribed, or after three seconds if Redis
-    /// does not answer (it then keeps trying in the background). Subscriptions are restored after a Redis reconnect, and the
-    /// whole cache is dropped then, since messages may have been missed.
-    pub async fn listen(&self) -> Result<JoinHandle<()>, TenancyError> {
-        let subscriber = Builder::from_config(self.inner.redis.client_config())
+    /// this registry's cache until the returned [`Listener`] is stopped or
+    /// dropped. Returns once subscribed, or after three seconds when Redis
+    /// does not answer; the task then keeps retrying in the background. The
+    /// whole cache is dropped whenever the subscription (re)connects, since
+    /// messages may have been missed meanwhile.
+    pub async fn listen(&self) -> Result<Listener, TenancyError> {
+        let mut config = self.inner.redis.client_config();
+        config.fail_fast = false;
+        let subscriber = Builder::from_config(config)
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build_subscriber_client()?;
-        let _connection = subscriber.connect();
         let channel = self.inner.keys.org_invalidation_channel();
         let registry = self.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut messages = subscriber.message_rx();
             let mut reconnects = subscriber.reconnect_rx();
-            if let Err(err) = subscriber.subscribe(channel).await {
-                tracing::warn!(error = %err, "org-change subscription failed; cached orgs expire on their own");
+            let _connection = subscriber.connect();
+            let mut warned = false;
+            // A SUBSCRIBE that failed is not restored by manage_subscriptions,
+            // so keep trying until one succeeds.
+            loop {
+                match subscriber.subscribe(channel.clone()).await {
+                    Ok(()) => break,
+                    Err(err) => {
+                        if !warned {
+                            tracing::warn!(error = %err, "cannot subscribe to org changes yet; retrying");
+                            warned = true;
+                        }
+                        tokio::select! {
+                            _ = &mut stop_rx => {
+                                let _ = subscriber.quit().await;
+                                return;
+                            }
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
             }
+            registry.evict_all();
             let _ = ready_tx.send(());
             let _resubscribe = subscriber.manage_subscriptions();
             loop {
                 tokio::select! {
+                    _ = &mut stop_rx => break,
                     message = messages.recv() => match message {
                         Ok(message) => match message.value.as_string().and_then(|s| s.parse().ok()) {
                             Some(id) => registry.evict(OrgId::from_uuid(id)),
@@ -187,16 +244,14 @@ impl OrgRegistry {
                     },
                 }
             }
+            let _ = subscriber.quit().await;
         });
-        if tokio::time::timeout(Duration::from_secs(3), ready_rx)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(3), ready_rx).await.is_err() {
             tracing::warn!(
                 "Redis is not answering; org-change announcements will be heard once it does"
             );
         }
-        Ok(task)
+        Ok(Listener { stop: Some(stop_tx), task })
     }
 
     /// The org with this slug, in any status (cached).
@@ -204,13 +259,9 @@ impl OrgRegistry {
         if let Some(org) = self.inner.by_slug.get(slug.as_str()) {
             return Ok(Some(org));
         }
-        let sql = format!("SELECT {ORG_COLUMNS} FROM public.orgs WHERE slug = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(slug.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await?;
-        row.map(|row| Ok(self.remember(org_from_row(&row)?)))
-            .transpose()
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let org = self.fetch_by_slug(slug).await?;
+        Ok(org.map(|org| self.remember(org, generation)))
     }
 
     /// The org with this id, in any status (cached).
@@ -218,28 +269,35 @@ impl OrgRegistry {
         if let Some(org) = self.inner.by_id.get(&id) {
             return Ok(Some(org));
         }
+        let generation = self.inner.generation.load(Ordering::Acquire);
         let sql = format!("SELECT {ORG_COLUMNS} FROM public.orgs WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_uuid())
             .fetch_optional(&self.inner.pool)
             .await?;
-        row.map(|row| Ok(self.remember(org_from_row(&row)?)))
-            .transpose()
+        let org = row.map(|row| org_from_row(&row)).transpose()?;
+        Ok(org.map(|org| self.remember(org, generation)))
     }
 
     /// Like [`by_slug`](Self::by_slug), but a missing org is an error.
     pub async fn get(&self, slug: &Slug) -> Result<Arc<Org>, TenancyError> {
-        self.by_slug(slug)
-            .await?
-            .ok_or_else(|| TenancyError::NotFound(slug.to_string()))
+        self.by_slug(slug).await?.ok_or_else(|| TenancyError::NotFound(slug.to_string()))
+    }
+
+    /// The org as the database has it now (no cache).
+    async fn fetch_by_slug(&self, slug: &Slug) -> Result<Option<Org>, TenancyError> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM public.orgs WHERE slug = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(slug.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        Ok(row.map(|row| org_from_row(&row)).transpose()?)
     }
 
     /// Every org, oldest first (not cached).
     pub async fn list(&self) -> Result<Vec<Org>, TenancyError> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM public.orgs ORDER BY created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.inner.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.inner.pool).await?;
         Ok(rows.iter().map(org_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -251,14 +309,7 @@ impl OrgRegistry {
                 .await?;
         Ok(OrgStatus::ALL
             .into_iter()
-            .map(|st| {
-                (
-                    st,
-                    rows.iter()
-                        .find(|(s, _)| s == st.as_str())
-                        .map_or(0, |(_, n)| *n),
-                )
-            })
+            .map(|st| (st, rows.iter().find(|(s, _)| s == st.as_str()).map_or(0, |(_, n)| *n)))
             .collect())
     }
 
@@ -288,7 +339,7 @@ impl OrgRegistry {
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {}", schema.quoted())))
             .execute(&mut *tx)
             .await?;
-        lineage.apply_in_tx(&mut tx, schema.as_str()).await?;
+        lineage.apply_in_tx(&mut tx, Target::Org(&schema)).await?;
         tx.commit().await?;
         tracing::info!(org_id = %id, schema = %schema, "org provisioned");
         Ok(org)
@@ -297,43 +348,41 @@ impl OrgRegistry {
     /// Renames an org (its display name).
     pub async fn rename(&self, slug: &Slug, name: &str) -> Result<Org, TenancyError> {
         let name = validate_name(name)?;
-        let org = self.get(slug).await?;
         let sql = format!(
-            "UPDATE public.orgs SET name = $2, updated_at = now() WHERE id = $1 RETURNING {ORG_COLUMNS}"
+            "UPDATE public.orgs SET name = $2, updated_at = now() WHERE slug = $1 RETURNING {ORG_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(org.id.as_uuid())
+            .bind(slug.as_str())
             .bind(name)
-            .fetch_one(&self.inner.pool)
-            .await?;
+            .fetch_optional(&self.inner.pool)
+            .await?
+            .ok_or_else(|| TenancyError::NotFound(slug.to_string()))?;
         self.changed(org_from_row(&row)?).await
     }
 
     /// Gives an org a new slug. Its schema and id do not change.
     pub async fn change_slug(&self, slug: &Slug, new_slug: &Slug) -> Result<Org, TenancyError> {
-        let org = self.get(slug).await?;
         let sql = format!(
-            "UPDATE public.orgs SET slug = $2, updated_at = now() WHERE id = $1 RETURNING {ORG_COLUMNS}"
+            "UPDATE public.orgs SET slug = $2, updated_at = now() WHERE slug = $1 RETURNING {ORG_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(org.id.as_uuid())
+            .bind(slug.as_str())
             .bind(new_slug.as_str())
-            .fetch_one(&self.inner.pool)
+            .fetch_optional(&self.inner.pool)
             .await
-            .map_err(|e| TenancyError::from_insert(e, new_slug.as_str()))?;
+            .map_err(|e| TenancyError::from_insert(e, new_slug.as_str()))?
+            .ok_or_else(|| TenancyError::NotFound(slug.to_string()))?;
         self.changed(org_from_row(&row)?).await
     }
 
     /// Active → suspended: the API stops serving the org; data stays.
     pub async fn suspend(&self, slug: &Slug) -> Result<Org, TenancyError> {
-        self.transition(slug, "suspend", &[OrgStatus::Active], OrgStatus::Suspended)
-            .await
+        self.transition(slug, "suspend", &[OrgStatus::Active], OrgStatus::Suspended).await
     }
 
     /// Suspended → active.
     pub async fn resume(&self, slug: &Slug) -> Result<Org, TenancyError> {
-        self.transition(slug, "resume", &[OrgStatus::Suspended], OrgStatus::Active)
-            .await
+        self.transition(slug, "resume", &[OrgStatus::Suspended], OrgStatus::Active).await
     }
 
     /// Active or suspended → deleted (soft): the schema stays until purge.
@@ -354,44 +403,45 @@ impl OrgRegistry {
         from: &[OrgStatus],
         to: OrgStatus,
     ) -> Result<Org, TenancyError> {
-        let org = self.get(slug).await?;
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let sql = format!(
             "UPDATE public.orgs SET status = $2, updated_at = now(), \
              deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE NULL END \
-             WHERE id = $1 AND status = ANY($3) RETURNING {ORG_COLUMNS}"
+             WHERE slug = $1 AND status = ANY($3) RETURNING {ORG_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(org.id.as_uuid())
+            .bind(slug.as_str())
             .bind(to.as_str())
             .bind(&from)
             .fetch_optional(&self.inner.pool)
             .await?;
-        match row {
-            Some(row) => self.changed(org_from_row(&row)?).await,
-            None => {
-                self.evict(org.id);
-                let current = self.get(slug).await?;
-                Err(TenancyError::WrongStatus {
-                    slug: slug.to_string(),
-                    status: current.status.as_str(),
-                    action,
-                    required: if from.len() == 1 {
-                        from[0]
-                    } else {
-                        "active or suspended"
-                    },
-                })
-            }
+        if let Some(row) = row {
+            return self.changed(org_from_row(&row)?).await;
         }
+        let current = self
+            .fetch_by_slug(slug)
+            .await?
+            .ok_or_else(|| TenancyError::NotFound(slug.to_string()))?;
+        Err(TenancyError::WrongStatus {
+            slug: slug.to_string(),
+            status: current.status.as_str(),
+            action,
+            required: if from.len() == 1 { from[0] } else { "active or suspended" },
+        })
     }
 
-    /// Removes a soft-deleted org for good: drops its schema, deletes its
-    /// row and its Redis keys. With `dry_run`, only reports what would go.
+    /// Removes a soft-deleted org for good: its Redis keys, its schema and
+    /// its row. With `dry_run`, only reports what would go.
+    ///
+    /// Redis keys go first (deleting them again is harmless), so a Redis
+    /// failure stops the purge before anything irreversible; keys written
+    /// while the schema is dropped are swept once more at the end.
     #[tracing::instrument(skip_all, fields(slug = %slug, dry_run))]
     pub async fn purge(&self, slug: &Slug, dry_run: bool) -> Result<PurgeReport, TenancyError> {
-        self.evict_slug(slug);
-        let org = self.get(slug).await?;
+        let org = self
+            .fetch_by_slug(slug)
+            .await?
+            .ok_or_else(|| TenancyError::NotFound(slug.to_string()))?;
         if org.status != OrgStatus::Deleted {
             return Err(TenancyError::WrongStatus {
                 slug: slug.to_string(),
@@ -418,26 +468,23 @@ impl OrgRegistry {
         if dry_run {
             return Ok(report);
         }
+        self.unlink(&keys).await?;
         let mut tx = self.inner.pool.begin().await?;
         sqlx::query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))")
             .bind(schema.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            schema.quoted()
-        )))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.quoted())))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM public.orgs WHERE id = $1 AND status = 'deleted'")
             .bind(org.id.as_uuid())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        for chunk in keys.chunks(500) {
-            self.inner.redis.unlink::<i64, _>(chunk.to_vec()).await?;
-        }
         self.announce(org.id).await;
+        let late = self.scan_keys(&pattern).await?;
+        self.unlink(&late).await?;
         tracing::info!(org_id = %org.id, schema = %schema, "org purged");
         Ok(report)
     }
@@ -453,8 +500,16 @@ impl OrgRegistry {
         Ok(keys)
     }
 
+    async fn unlink(&self, keys: &[String]) -> Result<(), TenancyError> {
+        for chunk in keys.chunks(500) {
+            self.inner.redis.unlink::<i64, _>(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     /// Drops one org from this process's cache.
     pub fn evict(&self, id: OrgId) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.by_id.invalidate(&id);
         for (slug, org) in self.inner.by_slug.iter() {
             if org.id == id {
@@ -463,22 +518,20 @@ impl OrgRegistry {
         }
     }
 
-    fn evict_slug(&self, slug: &Slug) {
-        if let Some(org) = self.inner.by_slug.get(slug.as_str()) {
-            self.evict(org.id);
-        }
-    }
-
     /// Drops every org from this process's cache.
     pub fn evict_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.by_id.invalidate_all();
         self.inner.by_slug.invalidate_all();
     }
 
-    fn remember(&self, org: Org) -> Arc<Org> {
+    /// Caches `org` unless an eviction happened since `generation` was read.
+    fn remember(&self, org: Org, generation: u64) -> Arc<Org> {
         let org = Arc::new(org);
-        self.inner.by_slug.insert(org.slug.to_string(), org.clone());
-        self.inner.by_id.insert(org.id, org.clone());
+        if self.inner.generation.load(Ordering::Acquire) == generation {
+            self.inner.by_slug.insert(org.slug.to_string(), org.clone());
+            self.inner.by_id.insert(org.id, org.clone());
+        }
         org
     }
 
@@ -488,19 +541,18 @@ impl OrgRegistry {
     }
 
     /// Evicts locally and tells every other process. A failed publish is
-    /// logged, not returned: the change is committed, and cache entries
-    /// expire on their own.
+    /// logged, not returned: the change is committed, and other processes'
+    /// cache entries expire on their own.
     async fn announce(&self, id: OrgId) {
         self.evict(id);
         let channel = self.inner.keys.org_invalidation_channel();
-        if let Err(err) = self
-            .inner
-            .redis
-            .publish::<i64, _, _>(channel, id.to_string())
-            .await
-        {
-            tracing::warn!(org_id = %id, error = %err, "could not announce org change; other processes see it when their cache expires");
-        }
+        let publish = self.inner.redis.publish::<i64, _, _>(channel, id.to_string());
+        let failure = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "Redis did not answer".to_owned(),
+        };
+        tracing::warn!(org_id = %id, error = %failure, "could not announce org change; other processes see it when their cache expires (60 s)");
     }
 }
 
@@ -513,11 +565,10 @@ fn validate_name(name: &str) -> Result<&str, TenancyError> {
 }
 
 fn org_from_row(row: &PgRow) -> Result<Org, sqlx::Error> {
-    let slug: String = row.try_get("slug")?;
     let status: String = row.try_get("status")?;
     Ok(Org {
         id: OrgId::from_uuid(row.try_get("id")?),
-        slug: Slug::parse(&slug).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        slug: Slug::from_db(row.try_get("slug")?),
         name: row.try_get("name")?,
         status: OrgStatus::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown org status {status:?}").into()))?,

@@ -26,18 +26,13 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1000);
 
     let scratch = tempfile::tempdir()?;
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
+    std::fs::set_permissions(scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let (_pg, admin_url) = match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
         Some(url) => (None, url),
         None => {
-            let pg = LocalPostgres::start(
-                &scratch.path().join("pg"),
-                PostgresOptions { durable: true },
-            )
-            .await?;
+            let pg =
+                LocalPostgres::start(&scratch.path().join("pg"), PostgresOptions { durable: true })
+                    .await?;
             let url = pg.url("postgres");
             (Some(pg), url)
         }
@@ -51,37 +46,26 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let db = format!("orgstack_bench_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .context("admin connection")?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-        .execute(&mut admin)
-        .await?;
+    let mut admin = PgConnection::connect(&admin_url).await.context("admin connection")?;
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{db}\""))).execute(&mut admin).await?;
     let mut url = url::Url::parse(&admin_url)?;
     url.set_path(&format!("/{db}"));
 
     let result = run(url.as_str(), &redis_url, orgs).await;
 
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE \"{db}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE \"{db}\" WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
     result
 }
 
 async fn run(database_url: &str, redis_url: &str, orgs: usize) -> anyhow::Result<()> {
-    let settings = tenancy::db::PoolSettings {
-        max_connections: 8,
-        ..Default::default()
-    };
+    let settings = tenancy::db::PoolSettings { max_connections: 8, ..Default::default() };
     let pool = tenancy::db::connect(database_url, &settings).await?;
     let redis = orgstack::redis::connect(redis_url, Duration::from_secs(5)).await?;
     migrator::migrate_public(&pool, &Lineage::public(), Duration::from_secs(10)).await?;
     let registry = OrgRegistry::new(pool.clone(), redis, RedisKeys::new("bench"), Lineage::org());
-    let pg_version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&pool)
-        .await?;
+    let pg_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
     println!("PostgreSQL {pg_version} (fsync={fsync}), {orgs} orgs");
 
@@ -104,10 +88,7 @@ async fn run(database_url: &str, redis_url: &str, orgs: usize) -> anyhow::Result
     );
 
     // 2. migrate with nothing to do.
-    let options = MigrateOptions {
-        jobs: 4,
-        lock_timeout: Duration::from_secs(10),
-    };
+    let options = MigrateOptions { jobs: 4, lock_timeout: Duration::from_secs(10) };
     let mut noop = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
@@ -119,10 +100,7 @@ async fn run(database_url: &str, redis_url: &str, orgs: usize) -> anyhow::Result
             "expected a no-op"
         );
     }
-    println!(
-        "migrate (all {orgs} current): median of 5 runs {:.1} ms",
-        median(&noop)
-    );
+    println!("migrate (all {orgs} current): median of 5 runs {:.1} ms", median(&noop));
 
     // 3. every org one migration behind, --jobs 4.
     let behind = Lineage::org().extended(&[(

@@ -43,9 +43,7 @@ pub fn servers() -> &'static Servers {
                 .enable_all()
                 .build()
                 .expect("test runtime");
-            runtime
-                .block_on(start_servers())
-                .unwrap_or_else(|err| panic!("test servers: {err:#}"))
+            runtime.block_on(start_servers()).unwrap_or_else(|err| panic!("test servers: {err:#}"))
         })
         .join()
         .expect("starting test servers")
@@ -59,11 +57,9 @@ async fn start_servers() -> anyhow::Result<Servers> {
     let (postgres, admin_url) = match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
         Some(url) => (None, url),
         None => {
-            let pg = LocalPostgres::start(
-                &scratch.join("postgres"),
-                PostgresOptions { durable: false },
-            )
-            .await?;
+            let pg =
+                LocalPostgres::start(&scratch.join("postgres"), PostgresOptions { durable: false })
+                    .await?;
             let url = pg.url("postgres");
             (Some(pg), url)
         }
@@ -80,34 +76,19 @@ async fn start_servers() -> anyhow::Result<Servers> {
     let mut admin = PgConnection::connect(admin_url.as_str()).await?;
     drop_stale_databases(&mut admin).await?;
     let template = format!("orgstack_tpl_{pid}");
-    exec(
-        &mut admin,
-        &format!("DROP DATABASE IF EXISTS \"{template}\""),
-    )
-    .await?;
+    exec(&mut admin, &format!("DROP DATABASE IF EXISTS \"{template}\"")).await?;
     exec(&mut admin, &format!("CREATE DATABASE \"{template}\"")).await?;
     admin.close().await?;
-    let pool = tenancy::db::connect(
-        with_database(&admin_url, &template).as_str(),
-        &Default::default(),
-    )
-    .await?;
+    let pool =
+        tenancy::db::connect(with_database(&admin_url, &template).as_str(), &Default::default())
+            .await?;
     tenancy::migrator::migrate_public(&pool, &Lineage::public(), Duration::from_secs(10)).await?;
     pool.close().await;
-    Ok(Servers {
-        admin_url,
-        redis_url,
-        template,
-        _postgres: postgres,
-        _redis: redis,
-    })
+    Ok(Servers { admin_url, redis_url, template, _postgres: postgres, _redis: redis })
 }
 
 async fn exec(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(conn).await.map(|_| ())
 }
 
 fn with_database(url: &url::Url, db: &str) -> url::Url {
@@ -117,7 +98,13 @@ fn with_database(url: &url::Url, db: &str) -> url::Url {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    i32::try_from(pid).is_ok_and(|pid| {
+        // Signal 0 checks existence; EPERM means it exists but is not ours.
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(()) => true,
+            Err(errno) => errno == nix::errno::Errno::EPERM,
+        }
+    })
 }
 
 /// Databases left by test processes that died (their pid is in the name).
@@ -130,11 +117,7 @@ async fn drop_stale_databases(admin: &mut PgConnection) -> anyhow::Result<()> {
     for name in names {
         let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| !pid_alive(pid)) {
-            exec(
-                admin,
-                &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            )
-            .await?;
+            exec(admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
         }
     }
     Ok(())
@@ -146,9 +129,7 @@ fn remove_stale_scratch_dirs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name
-            .strip_prefix("orgstack-test-")
-            .and_then(|p| p.parse::<u32>().ok())
+        if let Some(pid) = name.strip_prefix("orgstack-test-").and_then(|p| p.parse::<u32>().ok())
             && !pid_alive(pid)
         {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -174,13 +155,9 @@ impl TestContext {
         let servers = servers();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("orgstack_t_{}_{}", std::process::id(), &id[..12]);
-        let mut admin = PgConnection::connect(servers.admin_url.as_str())
-            .await
-            .expect("admin connection");
-        let create = format!(
-            "CREATE DATABASE \"{db_name}\" TEMPLATE \"{}\"",
-            servers.template
-        );
+        let mut admin =
+            PgConnection::connect(servers.admin_url.as_str()).await.expect("admin connection");
+        let create = format!("CREATE DATABASE \"{db_name}\" TEMPLATE \"{}\"", servers.template);
         let mut attempt = 0;
         while let Err(err) = exec(&mut admin, &create).await {
             // Another test copying the template at the same moment.
@@ -190,13 +167,8 @@ impl TestContext {
         }
         admin.close().await.ok();
         let database_url = with_database(&servers.admin_url, &db_name).to_string();
-        let settings = tenancy::db::PoolSettings {
-            max_connections: 8,
-            ..Default::default()
-        };
-        let pool = tenancy::db::connect(&database_url, &settings)
-            .await
-            .expect("test pool");
+        let settings = tenancy::db::PoolSettings { max_connections: 8, ..Default::default() };
+        let pool = tenancy::db::connect(&database_url, &settings).await.expect("test pool");
         let prefix = format!("test-{}", &id[..16]);
         let redis = orgstack::redis::connect(&servers.redis_url, Duration::from_secs(10))
             .await
@@ -224,12 +196,7 @@ impl TestContext {
 
     /// A registry provisioning with `lineage`.
     pub fn registry_with(&self, lineage: Lineage) -> OrgRegistry {
-        OrgRegistry::new(
-            self.pool.clone(),
-            self.redis.clone(),
-            self.keys.clone(),
-            lineage,
-        )
+        OrgRegistry::new(self.pool.clone(), self.redis.clone(), self.keys.clone(), lineage)
     }
 
     /// A registry as a separate server process would have: its own pool,
@@ -292,9 +259,7 @@ impl Drop for TestContext {
         // alone (its connections belong to the blocked runtime; the forced
         // DROP DATABASE ends them).
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
             else {
                 return;
             };
@@ -329,10 +294,8 @@ impl Drop for TestContext {
 
 /// A configuration built from `vars` only (nothing from the environment).
 pub fn config_with(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let vars: Vec<(String, String)> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         .expect("test config")
 }
@@ -345,7 +308,7 @@ pub struct TestApp {
     pub state: AppState,
     pub client: reqwest::Client,
     server: JoinHandle<anyhow::Result<()>>,
-    listener: JoinHandle<()>,
+    _listener: tenancy::Listener,
 }
 
 impl TestApp {
@@ -358,18 +321,13 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
-        self.listener.abort();
     }
 }
 
@@ -381,12 +339,8 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
     orgstack::telemetry::metrics_handle();
     let state = orgstack::app::build_state(config).await.expect("app state");
     let listener_task = state.orgs.listen().await.expect("org change listener");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind api");
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind metrics");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
     let addr = listener.local_addr().expect("api addr");
     let metrics_addr = metrics.local_addr().expect("metrics addr");
     let server = tokio::spawn(orgstack::http::serve(
@@ -401,6 +355,6 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
         state,
         client: reqwest::Client::new(),
         server,
-        listener: listener_task,
+        _listener: listener_task,
     }
 }

@@ -60,13 +60,7 @@ async fn check_redis(state: &AppState) -> Result<(), String> {
 
 /// The first line of an error, without connection details.
 fn short(message: &str) -> String {
-    message
-        .lines()
-        .next()
-        .unwrap_or("error")
-        .chars()
-        .take(200)
-        .collect()
+    message.lines().next().unwrap_or("error").chars().take(200).collect()
 }
 
 /// Prometheus text exposition. Gauges that describe state (pool, orgs) are
@@ -86,13 +80,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     let body = crate::telemetry::metrics_handle().render();
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
         .into_response()
 }

@@ -39,9 +39,7 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -83,9 +81,7 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(
 
 /// The metrics router, served on `METRICS_ADDR`.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(health::metrics))
-        .with_state(state)
+    Router::new().route("/metrics", get(health::metrics)).with_state(state)
 }
 
 /// Serves the API on `listener` and metrics on `metrics_listener` until
@@ -123,9 +119,12 @@ pub async fn serve(
         () = shutdown => {
             tracing::info!(drain_secs = drain.as_secs(), "shutting down: no new connections, draining requests");
             let _ = stop_tx.send(true);
-            match tokio::time::timeout(drain, &mut server).await {
-                Ok(result) => result?,
-                Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+            tokio::select! {
+                result = tokio::time::timeout(drain, &mut server) => match result {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+                },
+                () = shutdown_signal() => tracing::warn!("second signal: closing remaining connections now"),
             }
         }
     }

@@ -51,13 +51,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| {
-                ApiError::internal(anyhow::anyhow!(
-                    "OrgScope used on a route without path parameters"
-                ))
-            })?;
+        let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| {
+            ApiError::internal(anyhow::anyhow!("OrgScope used on a route without path parameters"))
+        })?;
         let raw = params
             .iter()
             .find(|(name, _)| *name == "org")
@@ -68,11 +64,7 @@ where
         let shown: String = raw.chars().take(64).collect();
         let slug = Slug::parse(&raw).map_err(|_| not_found(&shown))?;
         let registry = OrgRegistry::from_ref(state);
-        let org = registry
-            .by_slug(&slug)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| not_found(&shown))?;
+        let org = registry.by_slug(&slug).await?.ok_or_else(|| not_found(&shown))?;
         if org.status != OrgStatus::Active {
             return Err(not_found(&shown));
         }

@@ -21,18 +21,9 @@ async fn org_commands_walk_the_whole_lifecycle() {
 
     let again = cli(&["org", "create", "Acme Corp"]);
     assert_eq!(again.status.code(), Some(1));
-    assert_eq!(
-        stderr(&again).trim(),
-        "error: the slug 'acme-corp' is already taken"
-    );
+    assert_eq!(stderr(&again).trim(), "error: the slug 'acme-corp' is already taken");
 
-    let bad = cli(&[
-        "org",
-        "create",
-        "Whatever",
-        "--slug",
-        "a;drop schema public",
-    ]);
+    let bad = cli(&["org", "create", "Whatever", "--slug", "a;drop schema public"]);
     assert_eq!(bad.status.code(), Some(2), "bad usage");
     assert!(
         stderr(&bad)
@@ -70,10 +61,7 @@ async fn org_commands_walk_the_whole_lifecycle() {
         .expect("row");
     assert_eq!(status, "active", "a dry run changes nothing");
 
-    assert_eq!(
-        cli(&["org", "delete", "acme-corp", "--yes"]).status.code(),
-        Some(0)
-    );
+    assert_eq!(cli(&["org", "delete", "acme-corp", "--yes"]).status.code(), Some(0));
     let status: String = sqlx::query_scalar("SELECT status FROM public.orgs")
         .fetch_one(&ctx.pool)
         .await
@@ -82,11 +70,7 @@ async fn org_commands_walk_the_whole_lifecycle() {
 
     let dry = cli(&["org", "purge", "acme-corp"]);
     assert_eq!(dry.status.code(), Some(0));
-    assert!(
-        stdout(&dry).contains("dry run: would purge org 'acme-corp'"),
-        "{}",
-        stdout(&dry)
-    );
+    assert!(stdout(&dry).contains("dry run: would purge org 'acme-corp'"), "{}", stdout(&dry));
     assert!(stdout(&dry).contains("(2 tables)"), "{}", stdout(&dry));
 
     let purge = cli(&["org", "purge", "acme-corp", "--yes"]);
@@ -106,21 +90,13 @@ async fn org_commands_walk_the_whole_lifecycle() {
 
     let missing = cli(&["org", "suspend", "acme-corp"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(
-        stderr(&missing).trim(),
-        "error: no org with slug or id 'acme-corp'"
-    );
+    assert_eq!(stderr(&missing).trim(), "error: no org with slug or id 'acme-corp'");
 }
 
 #[tokio::test]
 async fn migrate_and_migrate_status() {
     let ctx = TestContext::new().await;
-    assert_eq!(
-        run_cli(Some(&ctx), &["org", "create", "One"], &[])
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(run_cli(Some(&ctx), &["org", "create", "One"], &[]).status.code(), Some(0));
     let out = run_cli(Some(&ctx), &["migrate", "--jobs", "2"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -144,6 +120,45 @@ async fn migrate_and_migrate_status() {
     );
 }
 
+#[tokio::test]
+async fn migrate_reports_a_failing_org_and_exits_1() {
+    let ctx = TestContext::new().await;
+    assert_eq!(run_cli(Some(&ctx), &["org", "create", "Good"], &[]).status.code(), Some(0));
+    assert_eq!(run_cli(Some(&ctx), &["org", "create", "Bad"], &[]).status.code(), Some(0));
+    // Make `bad` look unmigrated while its tables exist: V1 cannot apply.
+    let schema: String =
+        sqlx::query_scalar("SELECT schema_name FROM public.orgs WHERE slug = 'bad'")
+            .fetch_one(&ctx.pool)
+            .await
+            .expect("schema");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM \"{schema}\".refinery_schema_history; UPDATE public.orgs SET org_version = 0 WHERE slug = 'bad'"
+    )))
+    .execute(&ctx.pool)
+    .await
+    .expect("break");
+
+    let out = run_cli(Some(&ctx), &["migrate"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("bad: FAILED at version 0:"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("orgs: 2 total, 1 already current, 0 migrated, 1 failed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stderr(&out).lines().last().unwrap_or_default(),
+        "error: 1 org(s) failed to migrate; fix them and rerun `orgstack migrate`"
+    );
+    let status = run_cli(Some(&ctx), &["migrate", "status"], &[]);
+    assert!(stdout(&status).contains("FAILED:"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("2 orgs, target version 1: 1 behind, 1 failed"),
+        "{}",
+        stdout(&status)
+    );
+}
+
 #[test]
 fn check_deploy_fails_on_development_defaults() {
     let out = run_cli(None, &["check", "--deploy"], &[]);
@@ -159,25 +174,13 @@ fn check_deploy_fails_on_development_defaults() {
 fn check_deploy_passes_on_a_safe_configuration() {
     let safe = [
         ("ENVIRONMENT", "production"),
-        (
-            "DATABASE_URL",
-            "postgres://app:pw@db.internal:5432/orgstack",
-        ),
+        ("DATABASE_URL", "postgres://app:pw@db.internal:5432/orgstack"),
         ("REDIS_URL", "redis://cache.internal:6379"),
-        (
-            "SECRET_KEY",
-            "3c1f0e6e2b9a4d7c8f5e1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d",
-        ),
+        ("SECRET_KEY", "3c1f0e6e2b9a4d7c8f5e1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"),
         ("LOG_FORMAT", "json"),
     ];
     let out = run_cli(None, &["check", "--deploy"], &safe);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).trim(), "no unsafe production settings found");
 }
 
@@ -192,11 +195,7 @@ fn bad_configuration_names_the_variable() {
 
     let out = run_cli(None, &["org", "list"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).starts_with("error: DATABASE_URL: is required"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).starts_with("error: DATABASE_URL: is required"), "{}", stderr(&out));
 
     let out = run_cli(None, &["no-such-command"], &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -206,8 +205,5 @@ fn bad_configuration_names_the_variable() {
 fn version_prints_the_version() {
     let out = run_cli(None, &["version"], &[]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        stdout(&out).trim(),
-        format!("orgstack {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(stdout(&out).trim(), format!("orgstack {}", env!("CARGO_PKG_VERSION")));
 }

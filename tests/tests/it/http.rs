@@ -9,10 +9,7 @@ async fn healthz_and_readyz_answer_when_everything_is_up() {
     let app = ctx.spawn_app().await;
     let response = app.get("/healthz").await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.expect("json"),
-        json!({ "status": "ok" })
-    );
+    assert_eq!(response.json::<Value>().await.expect("json"), json!({ "status": "ok" }));
 
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 200);
@@ -27,18 +24,12 @@ async fn readyz_names_redis_when_it_is_down() {
     let ctx = TestContext::new().await;
     let closed_port = orgstack::local::free_port().expect("port");
     let redis_url = format!("redis://127.0.0.1:{closed_port}");
-    let config = config_with(&[
-        ("DATABASE_URL", &ctx.database_url),
-        ("REDIS_URL", &redis_url),
-    ]);
+    let config = config_with(&[("DATABASE_URL", &ctx.database_url), ("REDIS_URL", &redis_url)]);
     let app = spawn_app(config).await;
 
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "not_ready");
     let detail = body["detail"].as_str().expect("detail");
@@ -47,6 +38,16 @@ async fn readyz_names_redis_when_it_is_down() {
 
     // The process itself is alive.
     assert_eq!(app.get("/healthz").await.status(), 200);
+
+    // Redis comes up on that port: the same process reconnects and is ready.
+    let dir = tempfile::tempdir().expect("dir");
+    let _redis =
+        orgstack::local::LocalRedis::start_on(dir.path(), closed_port, false).await.expect("redis");
+    let ready = crate::eventually(std::time::Duration::from_secs(20), || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    assert!(ready, "the server reconnects to a Redis that was down at start");
 }
 
 #[tokio::test]
@@ -64,10 +65,7 @@ async fn readyz_names_postgres_when_it_is_down() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.expect("json");
     let detail = body["detail"].as_str().expect("detail");
-    assert!(
-        detail.contains("postgres:") && !detail.contains("redis:"),
-        "{detail}"
-    );
+    assert!(detail.contains("postgres:") && !detail.contains("redis:"), "{detail}");
 }
 
 #[tokio::test]
@@ -75,10 +73,7 @@ async fn request_ids_are_generated_or_propagated() {
     let ctx = TestContext::new().await;
     let app = ctx.spawn_app().await;
     let generated = app.get("/healthz").await;
-    let id = generated.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let id = generated.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     assert_eq!(id.len(), 36, "a uuid: {id}");
 
     let propagated = app
@@ -98,10 +93,7 @@ async fn errors_are_problem_json() {
 
     let response = app.get("/no/such/path").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     assert!(response.headers().contains_key("x-request-id"));
     assert_eq!(
         response.json::<Value>().await.expect("json"),
@@ -114,17 +106,9 @@ async fn errors_are_problem_json() {
         })
     );
 
-    let response = app
-        .client
-        .post(app.url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let response = app.client.post(app.url("/healthz")).send().await.expect("request");
     assert_eq!(response.status(), 405);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "method_not_allowed");
 }
@@ -142,15 +126,8 @@ async fn metrics_count_requests_by_route_and_report_pool_and_orgs() {
     }
     app.get("/unknown/thing").await;
 
-    let text = app
-        .client
-        .get(app.metrics_url())
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text =
+        app.client.get(app.metrics_url()).send().await.expect("scrape").text().await.expect("text");
     let counter = text
         .lines()
         .find(|l| {
@@ -159,27 +136,14 @@ async fn metrics_count_requests_by_route_and_report_pool_and_orgs() {
                 && l.contains("status=\"200\"")
         })
         .expect("request counter for /healthz");
-    let count: f64 = counter
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("value");
+    let count: f64 = counter.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("value");
     assert!(count >= 3.0, "{counter}");
-    assert!(
-        text.contains("route=\"unmatched\""),
-        "unknown paths share one label"
-    );
+    assert!(text.contains("route=\"unmatched\""), "unknown paths share one label");
     assert!(text.contains("orgstack_http_request_duration_seconds_bucket{"));
     assert!(text.contains("orgstack_db_pool_connections{state=\"idle\"}"));
     assert!(text.contains("orgstack_db_pool_max_connections"));
     assert!(text.contains("orgstack_orgs{status=\"active\"}"));
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        assert!(
-            line.starts_with("orgstack_"),
-            "every metric name starts with orgstack_: {line}"
-        );
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(line.starts_with("orgstack_"), "every metric name starts with orgstack_: {line}");
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
+use tenancy::migrations::Target;
 use tenancy::migrator::{self, MigrateOptions};
 use tenancy::{Lineage, Org, Slug};
 
@@ -14,7 +15,8 @@ fn v2() -> Lineage {
         .extended(&[(
             "V2__notes.sql",
             "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);\n\
-             CREATE TABLE applied_log (n int);\nINSERT INTO applied_log VALUES (2);",
+             CREATE TABLE applied_log (n int);\nINSERT INTO applied_log VALUES (2);\n\
+             SELECT pg_catalog.pg_sleep(0.02);",
         )])
         .expect("lineage")
 }
@@ -32,12 +34,7 @@ async fn provision(ctx: &TestContext, n: usize) -> Vec<Org> {
     let mut orgs = Vec::new();
     for i in 0..n {
         let slug = Slug::parse(&format!("org-{i:03}")).expect("slug");
-        orgs.push(
-            registry
-                .create(&format!("Org {i}"), &slug)
-                .await
-                .expect("provisioned"),
-        );
+        orgs.push(registry.create(&format!("Org {i}"), &slug).await.expect("provisioned"));
     }
     orgs
 }
@@ -47,10 +44,7 @@ async fn history(ctx: &TestContext, org: &Org) -> Vec<i32> {
         "SELECT version FROM {} ORDER BY version",
         org.schema().qualify("refinery_schema_history")
     );
-    sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_all(&ctx.pool)
-        .await
-        .expect("history")
+    sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&ctx.pool).await.expect("history")
 }
 
 async fn recorded_version(ctx: &TestContext, org: &Org) -> (i32, Option<String>) {
@@ -68,14 +62,9 @@ async fn behind_orgs_are_migrated_current_ones_untouched_and_a_broken_one_isolat
     let (current, behind, broken) = (&orgs[0], &orgs[1..3], &orgs[3]);
 
     // `current` already has V2; `broken` has a table in the way of V2.
-    let options = MigrateOptions {
-        jobs: 2,
-        lock_timeout: Duration::from_millis(500),
-    };
+    let options = MigrateOptions { jobs: 2, lock_timeout: Duration::from_millis(500) };
     let mut tx = ctx.pool.begin().await.expect("tx");
-    v2().apply_in_tx(&mut tx, current.schema().as_str())
-        .await
-        .expect("v2 on current");
+    v2().apply_in_tx(&mut tx, Target::Org(&current.schema())).await.expect("v2 on current");
     sqlx::query("UPDATE public.orgs SET org_version = 2 WHERE id = $1")
         .bind(current.id.as_uuid())
         .execute(&mut *tx)
@@ -97,73 +86,45 @@ async fn behind_orgs_are_migrated_current_ones_untouched_and_a_broken_one_isolat
         "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
         current.schema().qualify("refinery_schema_history")
     );
-    sqlx::raw_sql(AssertSqlSafe(lock))
-        .execute(&mut *blocker)
-        .await
-        .expect("lock");
+    sqlx::raw_sql(AssertSqlSafe(lock)).execute(&mut *blocker).await.expect("lock");
 
-    let report = migrator::migrate_orgs(&ctx.pool, &v2(), &options)
-        .await
-        .expect("migrate runs");
+    let report = migrator::migrate_orgs(&ctx.pool, &v2(), &options).await.expect("migrate runs");
     assert_eq!(report.orgs_total, 4);
     assert_eq!(report.orgs_current, 1, "{report:?}");
     let migrated: Vec<&str> = report.migrated.iter().map(|m| m.slug.as_str()).collect();
     assert_eq!(migrated, [behind[0].slug.as_str(), behind[1].slug.as_str()]);
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].slug, broken.slug.as_str());
-    assert!(
-        report.failed[0].error.contains("already exists"),
-        "{}",
-        report.failed[0].error
-    );
+    assert!(report.failed[0].error.contains("already exists"), "{}", report.failed[0].error);
     blocker.rollback().await.expect("release");
 
     for org in behind {
         assert_eq!(history(&ctx, org).await, [1, 2]);
         assert_eq!(recorded_version(&ctx, org).await, (2, None));
     }
-    assert_eq!(
-        history(&ctx, broken).await,
-        [1],
-        "the failed migration rolled back"
-    );
+    assert_eq!(history(&ctx, broken).await, [1], "the failed migration rolled back");
     let (version, error) = recorded_version(&ctx, broken).await;
     assert_eq!(version, 1);
     assert!(error.is_some_and(|e| e.contains("already exists")));
 
-    let status = migrator::status(&ctx.pool, &Lineage::public(), &v2())
-        .await
-        .expect("status");
+    let status = migrator::status(&ctx.pool, &Lineage::public(), &v2()).await.expect("status");
     assert_eq!(
-        status
-            .laggards()
-            .map(|o| o.slug.as_str())
-            .collect::<Vec<_>>(),
+        status.laggards().map(|o| o.slug.as_str()).collect::<Vec<_>>(),
         [broken.slug.as_str()]
     );
     assert_eq!(status.failures().count(), 1);
 
     // Fix the broken org; a rerun resumes with it alone.
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP TABLE {}",
-        broken.schema().qualify("notes")
-    )))
-    .execute(&ctx.pool)
-    .await
-    .expect("fix");
-    let rerun = migrator::migrate_orgs(&ctx.pool, &v2(), &options)
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {}", broken.schema().qualify("notes"))))
+        .execute(&ctx.pool)
         .await
-        .expect("rerun");
-    assert_eq!(
-        (rerun.orgs_current, rerun.migrated.len(), rerun.failed.len()),
-        (3, 1, 0)
-    );
+        .expect("fix");
+    let rerun = migrator::migrate_orgs(&ctx.pool, &v2(), &options).await.expect("rerun");
+    assert_eq!((rerun.orgs_current, rerun.migrated.len(), rerun.failed.len()), (3, 1, 0));
     assert_eq!(recorded_version(&ctx, broken).await, (2, None));
 
     // Nothing left to do: a third run touches no org.
-    let noop = migrator::migrate_orgs(&ctx.pool, &v2(), &options)
-        .await
-        .expect("noop");
+    let noop = migrator::migrate_orgs(&ctx.pool, &v2(), &options).await.expect("noop");
     assert_eq!((noop.orgs_current, noop.migrated.len()), (4, 0));
 }
 
@@ -172,10 +133,7 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
     let ctx = TestContext::new().await;
     let orgs = provision(&ctx, 12).await;
     let other = ctx.other_process_registry().await;
-    let options = MigrateOptions {
-        jobs: 3,
-        lock_timeout: Duration::from_secs(30),
-    };
+    let options = MigrateOptions { jobs: 3, lock_timeout: Duration::from_secs(30) };
     let lineage = v3();
     let public = Lineage::public();
 
@@ -193,14 +151,9 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
 
     for org in &orgs {
         assert_eq!(history(&ctx, org).await, [1, 2, 3]);
-        let sql = format!(
-            "SELECT n FROM {} ORDER BY n",
-            org.schema().qualify("applied_log")
-        );
-        let log: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_all(&ctx.pool)
-            .await
-            .expect("log");
+        let sql = format!("SELECT n FROM {} ORDER BY n", org.schema().qualify("applied_log"));
+        let log: Vec<i32> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&ctx.pool).await.expect("log");
         assert_eq!(log, [2, 3], "each migration ran once in {}", org.slug);
         assert_eq!(recorded_version(&ctx, org).await, (3, None));
     }
@@ -212,8 +165,5 @@ async fn public_lineage_is_idempotent() {
     let applied = migrator::migrate_public(&ctx.pool, &Lineage::public(), Duration::from_secs(5))
         .await
         .expect("public");
-    assert!(
-        applied.is_empty(),
-        "the template already has the public lineage"
-    );
+    assert!(applied.is_empty(), "the template already has the public lineage");
 }

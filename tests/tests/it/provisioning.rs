@@ -12,10 +12,7 @@ fn slug(s: &str) -> Slug {
 async fn provisioning_creates_schema_tables_history_and_records_the_version() {
     let ctx = TestContext::new().await;
     let registry = ctx.registry();
-    let org = registry
-        .create("Acme Corp", &slug("acme"))
-        .await
-        .expect("provisioned");
+    let org = registry.create("Acme Corp", &slug("acme")).await.expect("provisioned");
 
     assert_eq!(org.status, OrgStatus::Active);
     assert_eq!(org.org_version, Lineage::org().latest_version());
@@ -68,10 +65,7 @@ async fn a_provisioning_that_fails_midway_leaves_no_row_and_no_schema() {
         .expect("lineage");
     let registry = ctx.registry_with(broken);
 
-    let err = registry
-        .create("Broken", &slug("broken"))
-        .await
-        .expect_err("second migration fails");
+    let err = registry.create("Broken", &slug("broken")).await.expect_err("second migration fails");
     assert!(matches!(err, TenancyError::Migration { .. }), "{err}");
     assert!(err.to_string().contains("missing_table"), "{err}");
 
@@ -86,35 +80,20 @@ async fn a_provisioning_that_fails_midway_leaves_no_row_and_no_schema() {
     .fetch_one(&ctx.pool)
     .await
     .expect("schemas");
-    assert_eq!(
-        org_schemas, 0,
-        "no org schema may survive a failed provisioning"
-    );
+    assert_eq!(org_schemas, 0, "no org schema may survive a failed provisioning");
 
     // The slug is free again and a correct lineage provisions it.
-    ctx.registry()
-        .create("Broken", &slug("broken"))
-        .await
-        .expect("provisioned after the failure");
+    ctx.registry().create("Broken", &slug("broken")).await.expect("provisioned after the failure");
 }
 
 #[tokio::test]
 async fn slugs_are_unique_and_names_are_checked() {
     let ctx = TestContext::new().await;
     let registry = ctx.registry();
-    registry
-        .create("First", &slug("taken"))
-        .await
-        .expect("first");
-    let err = registry
-        .create("Second", &slug("taken"))
-        .await
-        .expect_err("duplicate slug");
+    registry.create("First", &slug("taken")).await.expect("first");
+    let err = registry.create("Second", &slug("taken")).await.expect_err("duplicate slug");
     assert_eq!(err.to_string(), "the slug 'taken' is already taken");
-    let err = registry
-        .create("   ", &slug("blank-name"))
-        .await
-        .expect_err("blank name");
+    let err = registry.create("   ", &slug("blank-name")).await.expect_err("blank name");
     assert!(matches!(err, TenancyError::InvalidName));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM public.orgs")
         .fetch_one(&ctx.pool)
@@ -127,10 +106,7 @@ async fn slugs_are_unique_and_names_are_checked() {
 async fn lifecycle_moves_through_suspend_delete_and_purge() {
     let ctx = TestContext::new().await;
     let registry = ctx.registry();
-    let org = registry
-        .create("Lifecycle", &slug("life"))
-        .await
-        .expect("org");
+    let org = registry.create("Lifecycle", &slug("life")).await.expect("org");
     let schema = org.schema();
     let key = ctx.keys.org_key(org.id, "something");
     let _: () = fred::prelude::KeysInterface::set(&ctx.redis, &key, "x", None, None, false)
@@ -138,59 +114,30 @@ async fn lifecycle_moves_through_suspend_delete_and_purge() {
         .expect("set");
 
     assert_eq!(
-        registry
-            .suspend(&slug("life"))
-            .await
-            .expect("suspend")
-            .status,
+        registry.suspend(&slug("life")).await.expect("suspend").status,
         OrgStatus::Suspended
     );
-    let err = registry
-        .suspend(&slug("life"))
-        .await
-        .expect_err("already suspended");
-    assert_eq!(
-        err.to_string(),
-        "org 'life' is suspended; suspend needs it to be active"
-    );
-    assert_eq!(
-        registry.resume(&slug("life")).await.expect("resume").status,
-        OrgStatus::Active
-    );
+    let err = registry.suspend(&slug("life")).await.expect_err("already suspended");
+    assert_eq!(err.to_string(), "org 'life' is suspended; suspend needs it to be active");
+    assert_eq!(registry.resume(&slug("life")).await.expect("resume").status, OrgStatus::Active);
 
-    let err = registry
-        .purge(&slug("life"), false)
-        .await
-        .expect_err("purge needs a soft delete first");
+    let err =
+        registry.purge(&slug("life"), false).await.expect_err("purge needs a soft delete first");
     assert!(err.to_string().contains("needs it to be deleted"), "{err}");
 
     let deleted = registry.soft_delete(&slug("life")).await.expect("delete");
     assert_eq!(deleted.status, OrgStatus::Deleted);
     assert!(deleted.deleted_at.is_some());
-    assert!(
-        ctx.schema_exists(schema.as_str()).await,
-        "soft delete keeps the schema"
-    );
+    assert!(ctx.schema_exists(schema.as_str()).await, "soft delete keeps the schema");
 
     let dry = registry.purge(&slug("life"), true).await.expect("dry run");
     assert!(dry.dry_run);
     assert_eq!((dry.tables, dry.redis_keys), (2, 1));
-    assert!(
-        ctx.schema_exists(schema.as_str()).await,
-        "a dry run changes nothing"
-    );
+    assert!(ctx.schema_exists(schema.as_str()).await, "a dry run changes nothing");
 
     registry.purge(&slug("life"), false).await.expect("purge");
     assert!(!ctx.schema_exists(schema.as_str()).await);
-    assert!(
-        registry
-            .by_slug(&slug("life"))
-            .await
-            .expect("lookup")
-            .is_none()
-    );
-    let exists: i64 = fred::prelude::KeysInterface::exists(&ctx.redis, &key)
-        .await
-        .expect("exists");
+    assert!(registry.by_slug(&slug("life")).await.expect("lookup").is_none());
+    let exists: i64 = fred::prelude::KeysInterface::exists(&ctx.redis, &key).await.expect("exists");
     assert_eq!(exists, 0, "the org's Redis keys are purged");
 }

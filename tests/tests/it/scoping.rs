@@ -21,20 +21,21 @@ fn slug(s: &str) -> Slug {
 #[tokio::test]
 async fn unqualified_table_names_fail_on_application_connections() {
     let ctx = TestContext::new().await;
-    let org = ctx
-        .registry()
-        .create("Scoped", &slug("scoped"))
-        .await
-        .expect("org");
+    let org = ctx.registry().create("Scoped", &slug("scoped")).await.expect("org");
+
+    let path: String =
+        sqlx::query_scalar("SHOW search_path").fetch_one(&ctx.pool).await.expect("show");
+    assert_eq!(path, "\"\"", "application connections have an empty search_path");
+    let server = orgstack::app::build_state(ctx.config.clone()).await.expect("server state");
+    let path: String =
+        sqlx::query_scalar("SHOW search_path").fetch_one(&server.db).await.expect("show");
+    assert_eq!(path, "\"\"", "the server's pool too");
 
     let err = sqlx::query("SELECT count(*) FROM orgs")
         .fetch_one(&ctx.pool)
         .await
         .expect_err("unqualified");
-    assert!(
-        err.to_string().contains("relation \"orgs\" does not exist"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("relation \"orgs\" does not exist"), "{err}");
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM public.orgs")
         .fetch_one(&ctx.pool)
         .await
@@ -50,10 +51,8 @@ async fn unqualified_table_names_fail_on_application_connections() {
         .expr(Func::count(Expr::col(Asterisk)))
         .from(org.schema().table("audit_events"))
         .to_string(PostgresQueryBuilder);
-    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(&ctx.pool)
-        .await
-        .expect("qualified");
+    let n: i64 =
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&ctx.pool).await.expect("qualified");
     assert_eq!(n, 0);
 }
 
@@ -63,15 +62,11 @@ async fn whoami(scope: OrgScope) -> Json<Value> {
 
 /// The app's middleware and state around one org-scoped route.
 async fn serve_scoped(ctx: &TestContext) -> String {
-    let state = orgstack::app::build_state(ctx.config.clone())
-        .await
-        .expect("state");
+    let state = orgstack::app::build_state(ctx.config.clone()).await.expect("state");
     let listener_task = state.orgs.listen().await.expect("listen");
     let routes = Router::new().route("/api/v1/orgs/{org}/whoami", get(whoami));
     let app = orgstack::http::with_layers(routes, &state.config).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _keep = listener_task;
@@ -89,11 +84,7 @@ async fn get_json(url: &str) -> (u16, String, Value) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    (
-        status,
-        content_type,
-        response.json().await.expect("json body"),
-    )
+    (status, content_type, response.json().await.expect("json body"))
 }
 
 #[tokio::test]
@@ -101,25 +92,15 @@ async fn org_extractor_serves_active_orgs_and_hides_the_rest() {
     let ctx = TestContext::new().await;
     let registry = ctx.registry();
     let acme = registry.create("Acme", &slug("acme")).await.expect("acme");
-    let other = registry
-        .create("Other", &slug("other"))
-        .await
-        .expect("other");
+    let other = registry.create("Other", &slug("other")).await.expect("other");
     let base = serve_scoped(&ctx).await;
     let url = |s: &str| format!("{base}/api/v1/orgs/{s}/whoami");
 
     let (status, _, body) = get_json(&url("acme")).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        body,
-        json!({ "slug": "acme", "schema": acme.schema().as_str() })
-    );
+    assert_eq!(body, json!({ "slug": "acme", "schema": acme.schema().as_str() }));
     let (_, _, body) = get_json(&url("other")).await;
-    assert_eq!(
-        body["schema"],
-        other.schema().as_str(),
-        "each org resolves to its own schema"
-    );
+    assert_eq!(body["schema"], other.schema().as_str(), "each org resolves to its own schema");
 
     let not_found = |slug: &str| {
         json!({
@@ -132,10 +113,7 @@ async fn org_extractor_serves_active_orgs_and_hides_the_rest() {
     };
     for unknown in ["nobody-here", "BAD_SLUG"] {
         let (status, content_type, body) = get_json(&url(unknown)).await;
-        assert_eq!(
-            (status, content_type.as_str()),
-            (404, "application/problem+json")
-        );
+        assert_eq!((status, content_type.as_str()), (404, "application/problem+json"));
         assert_eq!(body, not_found(unknown));
     }
 
@@ -143,10 +121,8 @@ async fn org_extractor_serves_active_orgs_and_hides_the_rest() {
     // server's cache over Redis.
     registry.suspend(&slug("acme")).await.expect("suspend");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            get_json(&url("acme")).await.0 == 404
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { get_json(&url("acme")).await.0 == 404 })
+            .await
     );
     assert_eq!(
         get_json(&url("acme")).await.2,
@@ -156,38 +132,27 @@ async fn org_extractor_serves_active_orgs_and_hides_the_rest() {
 
     registry.resume(&slug("acme")).await.expect("resume");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            get_json(&url("acme")).await.0 == 200
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { get_json(&url("acme")).await.0 == 200 })
+            .await
     );
 
-    registry
-        .change_slug(&slug("acme"), &slug("acme-renamed"))
-        .await
-        .expect("rename slug");
+    registry.change_slug(&slug("acme"), &slug("acme-renamed")).await.expect("rename slug");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            get_json(&url("acme")).await.0 == 404
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { get_json(&url("acme")).await.0 == 404 })
+            .await
     );
     let (status, _, body) = get_json(&url("acme-renamed")).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        body["schema"],
-        acme.schema().as_str(),
-        "a renamed slug keeps its schema"
-    );
+    assert_eq!(body["schema"], acme.schema().as_str(), "a renamed slug keeps its schema");
 
     registry.soft_delete(&slug("other")).await.expect("delete");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            get_json(&url("other")).await.0 == 404
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { get_json(&url("other")).await.0 == 404 })
+            .await
     );
     assert_eq!(get_json(&url("other")).await.2, not_found("other"));
+    registry.purge(&slug("other"), false).await.expect("purge");
+    assert_eq!(get_json(&url("other")).await.2, not_found("other"), "purged looks like unknown");
 }
 
 #[tokio::test]
@@ -197,21 +162,14 @@ async fn cache_invalidation_from_another_process_is_seen() {
     let _listening = here.listen().await.expect("listen");
     here.create("Cached", &slug("cached")).await.expect("org");
     assert_eq!(
-        here.by_slug(&slug("cached"))
-            .await
-            .expect("lookup")
-            .expect("found")
-            .status,
+        here.by_slug(&slug("cached")).await.expect("lookup").expect("found").status,
         OrgStatus::Active
     );
 
     // Without the announcement this process would keep serving its cached
     // copy for up to a minute.
     let elsewhere = ctx.other_process_registry().await;
-    elsewhere
-        .suspend(&slug("cached"))
-        .await
-        .expect("suspend elsewhere");
+    elsewhere.suspend(&slug("cached")).await.expect("suspend elsewhere");
     let seen = eventually(Duration::from_secs(5), || async {
         here.by_slug(&slug("cached"))
             .await
@@ -220,22 +178,47 @@ async fn cache_invalidation_from_another_process_is_seen() {
             .is_some_and(|o| o.status == OrgStatus::Suspended)
     })
     .await;
-    assert!(
-        seen,
-        "the suspension made by another process must reach this cache"
-    );
+    assert!(seen, "the suspension made by another process must reach this cache");
 
-    elsewhere
-        .rename(&slug("cached"), "Renamed")
-        .await
-        .expect("rename elsewhere");
+    elsewhere.rename(&slug("cached"), "Renamed").await.expect("rename elsewhere");
     let renamed = eventually(Duration::from_secs(5), || async {
-        here.by_slug(&slug("cached"))
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|o| o.name == "Renamed")
+        here.by_slug(&slug("cached")).await.ok().flatten().is_some_and(|o| o.name == "Renamed")
     })
     .await;
     assert!(renamed);
+}
+
+#[tokio::test]
+async fn cache_is_dropped_when_the_subscription_reconnects() {
+    let ctx = TestContext::new().await;
+    let here = ctx.registry();
+    let _listening = here.listen().await.expect("listen");
+    here.create("Before", &slug("reconnect")).await.expect("org");
+    assert_eq!(
+        here.by_slug(&slug("reconnect")).await.expect("lookup").expect("found").name,
+        "Before"
+    );
+
+    // A change nobody announced (as if the message was lost while
+    // disconnected), then the subscription's connection drops.
+    sqlx::query("UPDATE public.orgs SET name = 'After' WHERE slug = 'reconnect'")
+        .execute(&ctx.pool)
+        .await
+        .expect("silent change");
+    assert_eq!(
+        here.by_slug(&slug("reconnect")).await.expect("lookup").expect("found").name,
+        "Before"
+    );
+    let _: fred::types::Value = fred::prelude::ClientLike::custom(
+        &ctx.redis,
+        fred::types::CustomCommand::new_static("CLIENT", None, false),
+        vec!["KILL", "TYPE", "pubsub"],
+    )
+    .await
+    .expect("client kill");
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        here.by_slug(&slug("reconnect")).await.ok().flatten().is_some_and(|o| o.name == "After")
+    })
+    .await;
+    assert!(reloaded, "after a reconnect the cache must not keep what it may have missed");
 }
