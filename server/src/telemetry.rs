@@ -1,7 +1,7 @@
 //! Logging and metrics setup.
 //!
 //! Logs go to stderr as text or JSON (`LOG_FORMAT`), filtered by `RUST_LOG`
-//! (default `info,refinery_core=warn`); `DEBUG_SQL` turns on `sqlx::query=info`. Metrics use the
+//! (default `info,refinery_core=warn,sqlx::postgres::notice=warn`); `DEBUG_SQL` turns on `sqlx::query=info`. Metrics use the
 //! `metrics` facade with a Prometheus recorder installed once per process.
 
 use std::sync::OnceLock;
@@ -16,7 +16,7 @@ use crate::config::{Config, LogFormat};
 /// Installs the global tracing subscriber. Call once, from `main`.
 pub fn init_tracing(config: &Config) {
     let mut filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn,sqlx::postgres::notice=warn"));
     if config.debug_sql
         && let Ok(directive) = "sqlx::query=info".parse()
     {

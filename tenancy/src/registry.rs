@@ -58,7 +58,7 @@ impl OrgStatus {
 
 impl std::fmt::Display for OrgStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
