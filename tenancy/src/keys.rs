@@ -24,6 +24,17 @@ impl RedisKeys {
         format!("{}:tenancy:org-changed", self.prefix)
     }
 
+    /// Pub/sub channel on which session, API key, membership and user
+    /// changes are announced.
+    pub fn auth_invalidation_channel(&self) -> String {
+        format!("{}:auth:changed", self.prefix)
+    }
+
+    /// A counter key used for throttling (`kind` such as `login-email`).
+    pub fn throttle_key(&self, kind: &str, subject: &str) -> String {
+        format!("{}:throttle:{}:{}", self.prefix, kind, subject)
+    }
+
     /// A key holding data of one org: `{prefix}:org:{id}:{name}`.
     pub fn org_key(&self, org: OrgId, name: &str) -> String {
         format!("{}:org:{}:{}", self.prefix, org, name)

@@ -15,6 +15,7 @@
 pub mod db;
 mod error;
 mod ids;
+pub mod invalidation;
 pub mod keys;
 pub mod migrations;
 pub mod migrator;
@@ -24,4 +25,5 @@ pub use error::TenancyError;
 pub use ids::{OrgId, SchemaName, Slug, SlugError};
 pub use keys::RedisKeys;
 pub use migrations::Lineage;
-pub use registry::{Listener, Org, OrgRegistry, OrgStatus, PurgeReport};
+pub use invalidation::Listener;
+pub use registry::{Org, OrgRegistry, OrgStatus, PurgeReport};

@@ -25,9 +25,8 @@ use moka::sync::Cache;
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
+use crate::invalidation::{self, Listener};
 use crate::migrations::{Lineage, Target};
 use crate::{OrgId, RedisKeys, SchemaName, Slug, TenancyError};
 
@@ -95,7 +94,6 @@ pub struct PurgeReport {
 
 const ORG_COLUMNS: &str = "id, slug, name, status, org_version, created_at, updated_at, deleted_at";
 const CACHE_TTL: Duration = Duration::from_secs(60);
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Looks up, provisions and changes orgs. Cheap to clone.
 #[derive(Clone)]
@@ -120,32 +118,6 @@ struct Inner {
     /// eviction happened while it was reading, so a row read just before a
     /// change cannot be cached after the change was announced.
     generation: AtomicU64,
-}
-
-/// The background task that applies org-change announcements to a
-/// registry's cache. Dropping it stops the task.
-#[derive(Debug)]
-pub struct Listener {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Listener {
-    /// Unsubscribes, closes the Redis connection and waits for the task.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 impl OrgRegistry {
@@ -184,74 +156,19 @@ impl OrgRegistry {
 
     /// Subscribes to org-change announcements and evicts changed orgs from
     /// this registry's cache until the returned [`Listener`] is stopped or
-    /// dropped. Returns once subscribed, or after three seconds when Redis
-    /// does not answer; the task then keeps retrying in the background. The
-    /// whole cache is dropped whenever the subscription (re)connects, since
-    /// messages may have been missed meanwhile.
+    /// dropped (see [`invalidation::listen`]). The whole cache is dropped
+    /// whenever the subscription (re)connects.
     pub async fn listen(&self) -> Result<Listener, TenancyError> {
-        let mut config = self.inner.redis.client_config();
-        config.fail_fast = false;
-        let subscriber = Builder::from_config(config)
-            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build_subscriber_client()?;
-        let channel = self.inner.keys.org_invalidation_channel();
         let registry = self.clone();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut messages = subscriber.message_rx();
-            let mut reconnects = subscriber.reconnect_rx();
-            let _connection = subscriber.connect();
-            let mut warned = false;
-            // A SUBSCRIBE that failed is not restored by manage_subscriptions,
-            // so keep trying until one succeeds.
-            loop {
-                match subscriber.subscribe(channel.clone()).await {
-                    Ok(()) => break,
-                    Err(err) => {
-                        if !warned {
-                            tracing::warn!(error = %err, "cannot subscribe to org changes yet; retrying");
-                            warned = true;
-                        }
-                        tokio::select! {
-                            _ = &mut stop_rx => {
-                                let _ = subscriber.quit().await;
-                                return;
-                            }
-                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
-                    }
-                }
-            }
-            registry.evict_all();
-            let _ = ready_tx.send(());
-            let _resubscribe = subscriber.manage_subscriptions();
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => break,
-                    message = messages.recv() => match message {
-                        Ok(message) => match message.value.as_string().and_then(|s| s.parse().ok()) {
-                            Some(id) => registry.evict(OrgId::from_uuid(id)),
-                            None => registry.evict_all(),
-                        },
-                        Err(RecvError::Lagged(_)) => registry.evict_all(),
-                        Err(RecvError::Closed) => break,
-                    },
-                    reconnect = reconnects.recv() => match reconnect {
-                        Ok(_) | Err(RecvError::Lagged(_)) => registry.evict_all(),
-                        Err(RecvError::Closed) => break,
-                    },
-                }
-            }
-            let _ = subscriber.quit().await;
-        });
-        if tokio::time::timeout(Duration::from_secs(3), ready_rx).await.is_err() {
-            tracing::warn!(
-                "Redis is not answering; org-change announcements will be heard once it does"
-            );
-        }
-        Ok(Listener { stop: Some(stop_tx), task })
+        invalidation::listen(
+            &self.inner.redis,
+            self.inner.keys.org_invalidation_channel(),
+            move |message| match message.and_then(|s| s.parse().ok()) {
+                Some(id) => registry.evict(OrgId::from_uuid(id)),
+                None => registry.evict_all(),
+            },
+        )
+        .await
     }
 
     /// The org with this slug, in any status (cached).
@@ -540,19 +457,11 @@ impl OrgRegistry {
         Ok(org)
     }
 
-    /// Evicts locally and tells every other process. A failed publish is
-    /// logged, not returned: the change is committed, and other processes'
-    /// cache entries expire on their own.
+    /// Evicts locally and tells every other process.
     async fn announce(&self, id: OrgId) {
         self.evict(id);
-        let channel = self.inner.keys.org_invalidation_channel();
-        let publish = self.inner.redis.publish::<i64, _, _>(channel, id.to_string());
-        let failure = match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
-            Ok(Ok(_)) => return,
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "Redis did not answer".to_owned(),
-        };
-        tracing::warn!(org_id = %id, error = %failure, "could not announce org change; other processes see it when their cache expires (60 s)");
+        invalidation::announce(&self.inner.redis, self.inner.keys.org_invalidation_channel(), id.to_string())
+            .await;
     }
 }
 
