@@ -33,7 +33,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         RedisKeys::new(&config.redis_key_prefix),
         Lineage::org(),
     );
-    Ok(AppState { config: Arc::new(config), db, redis, orgs })
+    let accounts = crate::accounts::auth::Accounts::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(&config.redis_key_prefix),
+        config.session_ttl,
+    );
+    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).
@@ -58,4 +64,27 @@ pub fn redact_url(raw: &str) -> String {
         }
         Err(_) => "<invalid url>".into(),
     }
+}
+
+/// Creates the default platform admin from `DEFAULT_ADMIN_EMAIL` /
+/// `DEFAULT_ADMIN_PASSWORD` when none exists (as Unstract does); logs what
+/// it did. Needs the public lineage applied.
+pub async fn ensure_default_admin(state: &AppState) -> anyhow::Result<Option<String>> {
+    use secrecy::ExposeSecret;
+    let (Some(email), Some(password)) =
+        (&state.config.default_admin_email, &state.config.default_admin_password)
+    else {
+        return Ok(None);
+    };
+    let email =
+        crate::accounts::Email::parse(email).context("DEFAULT_ADMIN_EMAIL is not a valid email")?;
+    let created = state
+        .accounts
+        .ensure_default_admin(&email, password.expose_secret().to_owned())
+        .await
+        .context("creating the default admin (DEFAULT_ADMIN_EMAIL / DEFAULT_ADMIN_PASSWORD)")?;
+    if let Some(user) = &created {
+        tracing::info!(email = %user.email, "created the default platform admin");
+    }
+    Ok(created.map(|u| u.email))
 }

@@ -46,6 +46,13 @@ pub fn deploy_findings(config: &Config) -> Vec<Finding> {
             }
         }
     }
+    if config
+        .default_admin_password
+        .as_ref()
+        .is_some_and(|p| p.expose_secret() == crate::config::DEV_ADMIN_PASSWORD)
+    {
+        add("DEFAULT_ADMIN_PASSWORD", "is the development default; set a strong one or unset it");
+    }
     if !config.metrics_addr.ip().is_loopback() {
         add(
             "METRICS_ADDR",
@@ -75,7 +82,15 @@ mod tests {
                 .collect();
         assert_eq!(
             settings,
-            ["ENVIRONMENT", "DEBUG_SQL", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "METRICS_ADDR"]
+            [
+                "ENVIRONMENT",
+                "DEBUG_SQL",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "SECRET_KEY",
+                "DEFAULT_ADMIN_PASSWORD",
+                "METRICS_ADDR"
+            ]
         );
     }
 

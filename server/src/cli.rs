@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use tenancy::migrator::{self, MigrateOptions};
 use tenancy::{Lineage, Slug};
 
+use crate::accounts::members::Acting;
+use crate::accounts::users::NewUser;
+use crate::accounts::{AccountsError, Actor, Email, Role};
 use crate::app;
 use crate::config::Config;
 
@@ -38,6 +41,12 @@ pub enum Command {
     /// Create, list and change orgs.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Create, list and change users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Add, remove and change org members.
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Validate the configuration; with --deploy, report unsafe production settings.
     Check {
         /// Also fail on settings that are unsafe in production.
@@ -75,13 +84,22 @@ pub enum MigrateCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {
-    /// Provision an org: row, schema and org lineage, atomically.
+    /// Provision an org: row, schema and org lineage, atomically. With
+    /// --owner, also make that user (created if missing) a member;
+    /// rerunning it changes nothing.
     Create {
         /// Display name.
         name: String,
         /// URL name ([a-z0-9-]{3,40}); derived from the name when omitted.
         #[arg(long)]
         slug: Option<Slug>,
+        /// Email of the user to add (created, with a password from
+        /// ORGSTACK_PASSWORD or a prompt, when missing).
+        #[arg(long)]
+        owner: Option<String>,
+        /// That user's role.
+        #[arg(long, default_value = "owner", requires = "owner")]
+        role: Role,
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +161,160 @@ pub fn main() -> ExitCode {
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password comes from ORGSTACK_PASSWORD or a prompt.
+    Create {
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Make the user a platform admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password (from ORGSTACK_PASSWORD or a prompt) and end their sessions.
+    SetPassword { email: String },
+    /// Deactivate a user: no sign-in, every session ended.
+    Deactivate { email: String },
+    /// Make a user a platform admin.
+    Promote { email: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to an org.
+    Add {
+        org: Slug,
+        email: String,
+        #[arg(long, default_value = "member")]
+        role: Role,
+    },
+    /// Remove a user from an org (never its last owner).
+    Remove { org: Slug, email: String },
+    /// Change a member's role (an org keeps at least one owner).
+    SetRole { org: Slug, email: String, role: Role },
+}
+
+/// A password from `ORGSTACK_PASSWORD`, a terminal prompt, or one line of
+/// standard input; never from an argument, which `ps` would show.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("ORGSTACK_PASSWORD") {
+        return Ok(password);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(prompt)?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords do not match");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(!password.is_empty(), "no password given: set ORGSTACK_PASSWORD or type one");
+    Ok(password)
+}
+
+/// The CLI acts as a platform operator; its role in any org is owner.
+fn cli_acting() -> Acting {
+    Acting { actor: Actor::Cli, role: Role::Owner, user_id: None }
+}
+
+async fn user(out: &mut impl Write, config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let state = app::connect_now(config).await?;
+    let accounts = &state.accounts;
+    match cmd {
+        UserCommand::Create { email, name, admin } => {
+            let email = Email::parse(&email)?;
+            let password = read_password("Password: ")?;
+            let new = NewUser {
+                email: &email,
+                name: &name,
+                password: Some(password),
+                platform_admin: admin,
+            };
+            let user = accounts.create_user(&Actor::Cli, new).await?;
+            writeln!(
+                out,
+                "created user {}{}",
+                user.email,
+                if admin { " (platform admin)" } else { "" }
+            )?;
+        }
+        UserCommand::List { json } => {
+            let users = accounts.list_users().await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &users)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:<40} {:<8} {:<6} NAME", "EMAIL", "ACTIVE", "ADMIN")?;
+                for u in &users {
+                    writeln!(
+                        out,
+                        "{:<40} {:<8} {:<6} {}",
+                        u.email, u.is_active, u.is_platform_admin, u.name
+                    )?;
+                }
+            }
+        }
+        UserCommand::SetPassword { email } => {
+            let email = Email::parse(&email)?;
+            let password = read_password("New password: ")?;
+            accounts.set_password(&Actor::Cli, &email, password).await?;
+            writeln!(out, "password changed for {email}; their sessions were ended")?;
+        }
+        UserCommand::Deactivate { email } => {
+            let email = Email::parse(&email)?;
+            accounts.deactivate_user(&Actor::Cli, &email).await?;
+            writeln!(out, "deactivated {email}; their sessions were ended")?;
+        }
+        UserCommand::Promote { email } => {
+            let email = Email::parse(&email)?;
+            accounts.promote_user(&Actor::Cli, &email).await?;
+            writeln!(out, "{email} is now a platform admin")?;
+        }
+    }
+    Ok(())
+}
+
+async fn member(out: &mut impl Write, config: Config, cmd: MemberCommand) -> anyhow::Result<()> {
+    let state = app::connect_now(config).await?;
+    let accounts = &state.accounts;
+    let find = |email: &str| {
+        let email = Email::parse(email);
+        async move {
+            let email = email?;
+            let user = accounts.user_by_email(&email).await?.ok_or(AccountsError::UserNotFound)?;
+            Ok::<_, anyhow::Error>(user)
+        }
+    };
+    match cmd {
+        MemberCommand::Add { org, email, role } => {
+            let org = state.orgs.get(&org).await?;
+            let email = Email::parse(&email)?;
+            accounts.add_member(&cli_acting(), &org, &email, role).await?;
+            writeln!(out, "{email} is now {role} of '{}'", org.slug)?;
+        }
+        MemberCommand::Remove { org, email } => {
+            let org = state.orgs.get(&org).await?;
+            let user = find(&email).await?;
+            accounts.remove_member(&cli_acting(), &org, user.id).await?;
+            writeln!(out, "{} removed from '{}'", user.email, org.slug)?;
+        }
+        MemberCommand::SetRole { org, email, role } => {
+            let org = state.orgs.get(&org).await?;
+            let user = find(&email).await?;
+            accounts.set_role(&cli_acting(), &org, user.id, role).await?;
+            writeln!(out, "{} is now {role} of '{}'", user.email, org.slug)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one parsed command.
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -156,6 +328,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => migrate(&mut out, config, args).await?,
         Command::Org(cmd) => org(&mut out, config, cmd).await?,
+        Command::User(cmd) => user(&mut out, config, cmd).await?,
+        Command::Member(cmd) => member(&mut out, config, cmd).await?,
     }
     Ok(())
 }
@@ -177,17 +351,28 @@ fn check(out: &mut impl Write, config: &Config, deploy: bool) -> anyhow::Result<
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    if config.is_production()
-        && crate::check::deploy_findings(&config).iter().any(|f| f.setting == "SECRET_KEY")
-    {
-        anyhow::bail!(
-            "SECRET_KEY is missing or weak; `serve` refuses to start in production (see `orgstack check --deploy`)"
-        );
+    if config.is_production() {
+        for finding in crate::check::deploy_findings(&config) {
+            if matches!(finding.setting, "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD") {
+                anyhow::bail!(
+                    "{} {}; `serve` refuses to start in production (see `orgstack check --deploy`)",
+                    finding.setting,
+                    finding.problem
+                );
+            }
+        }
     }
     let bind = config.bind_addr;
     let metrics = config.metrics_addr;
     let state = app::build_state(config).await?;
-    let _listener = state.orgs.listen().await?;
+    let _org_changes = state.orgs.listen().await?;
+    let _auth_changes = state.accounts.listen().await?;
+    if let Err(err) = app::ensure_default_admin(&state).await {
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "default admin not created (has `orgstack migrate` run?)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on BIND_ADDR {bind}"))?;
@@ -293,24 +478,58 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
     let state = app::connect_now(config).await?;
     let orgs = &state.orgs;
     match cmd {
-        OrgCommand::Create { name, slug, json } => {
+        OrgCommand::Create { name, slug, owner, role, json } => {
             let slug = match slug {
                 Some(slug) => slug,
                 None => Slug::suggest(&name).ok_or_else(|| {
                     anyhow::anyhow!("cannot derive a slug from {name:?}; pass --slug")
                 })?,
             };
-            let org = orgs.create(&name, &slug).await?;
+            let owner = owner.as_deref().map(Email::parse).transpose()?;
+            let (org, created) = match (&owner, orgs.by_slug(&slug).await?) {
+                // With --owner the command is idempotent: an existing org is reused.
+                (Some(_), Some(existing)) => ((*existing).clone(), false),
+                _ => (orgs.create(&name, &slug).await?, true),
+            };
+            if let Some(email) = &owner {
+                let user = match state.accounts.user_by_email(email).await? {
+                    Some(user) => user,
+                    None => {
+                        let password = read_password(&format!("Password for {email}: "))?;
+                        let new = NewUser {
+                            email,
+                            name: "",
+                            password: Some(password),
+                            platform_admin: false,
+                        };
+                        state.accounts.create_user(&Actor::Cli, new).await?
+                    }
+                };
+                match state.accounts.member(&org, user.id).await? {
+                    Some(m) if m.role == role => {}
+                    Some(_) => {
+                        state.accounts.set_role(&cli_acting(), &org, user.id, role).await?;
+                    }
+                    None if role == Role::Owner => {
+                        state.accounts.add_owner(&Actor::Cli, &org, user.id).await?
+                    }
+                    None => {
+                        state.accounts.add_member(&cli_acting(), &org, email, role).await?;
+                    }
+                }
+            }
             if json {
                 serde_json::to_writer_pretty(&mut *out, &org)?;
                 writeln!(out)?;
             } else {
                 writeln!(
                     out,
-                    "created org '{}' ({}) with schema {}",
+                    "{} org '{}' ({}) with schema {}{}",
+                    if created { "created" } else { "kept existing" },
                     org.slug,
                     org.name,
-                    org.schema()
+                    org.schema(),
+                    owner.as_ref().map(|e| format!("; {e} is {role}")).unwrap_or_default()
                 )?;
             }
         }

@@ -54,7 +54,20 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `MAX_BODY_BYTES`: largest accepted request body.
     pub max_body_bytes: usize,
+    /// `SESSION_TTL_HOURS`: how long a session token stays valid.
+    pub session_ttl: Duration,
+    /// `DEFAULT_ADMIN_EMAIL`: platform admin created at start when none
+    /// exists (development default `admin@example.com`).
+    pub default_admin_email: Option<String>,
+    /// `DEFAULT_ADMIN_PASSWORD`: that admin's password (development default
+    /// [`DEV_ADMIN_PASSWORD`], refused in production).
+    pub default_admin_password: Option<SecretString>,
 }
+
+/// The default admin password in development; production refuses it.
+pub const DEV_ADMIN_PASSWORD: &str = "orgstack-dev-password";
+/// The default admin email in development.
+pub const DEV_ADMIN_EMAIL: &str = "admin@example.com";
 
 /// A variable that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +90,7 @@ impl ConfigError {
 }
 
 fn is_secret(var: &str) -> bool {
-    matches!(var, "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY")
+    matches!(var, "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD")
 }
 
 impl Config {
@@ -150,6 +163,18 @@ impl Config {
                 3600,
             )?),
             max_body_bytes: parse_int::<usize>(&get, "MAX_BODY_BYTES", 1 << 20, 1024, 1 << 34)?,
+            session_ttl: Duration::from_secs(
+                3600 * parse_int::<u64>(&get, "SESSION_TTL_HOURS", 336, 1, 24 * 366)?,
+            ),
+            default_admin_email: get("DEFAULT_ADMIN_EMAIL").or_else(|| {
+                (environment == Environment::Development).then(|| DEV_ADMIN_EMAIL.to_owned())
+            }),
+            default_admin_password: get("DEFAULT_ADMIN_PASSWORD").map(SecretString::from).or_else(
+                || {
+                    (environment == Environment::Development)
+                        .then(|| SecretString::from(DEV_ADMIN_PASSWORD))
+                },
+            ),
         })
     }
 

@@ -110,6 +110,14 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     config.redis_url = Some(SecretString::from(services.redis_url.clone()));
     let bind = config.bind_addr;
     let metrics = config.metrics_addr;
+    let state_admin_email = config.default_admin_email.clone();
+    let using_dev_password = {
+        use secrecy::ExposeSecret;
+        config
+            .default_admin_password
+            .as_ref()
+            .is_some_and(|p| p.expose_secret() == crate::config::DEV_ADMIN_PASSWORD)
+    };
 
     let state = crate::app::connect_now(config).await?;
     let report = migrator::migrate_all(
@@ -125,7 +133,9 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         Some(org) => (*org).clone(),
         None => state.orgs.create("Demo", &demo).await?,
     };
+    let admin = crate::app::ensure_default_admin(&state).await?;
     let listener_task = state.orgs.listen().await?;
+    let auth_listener = state.accounts.listen().await?;
     let redis = state.redis.clone();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -160,6 +170,19 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         demo.org_version
     );
     println!("  Migrations  {} orgs, {} migrated now", report.orgs_total, report.migrated.len());
+    match (&admin, &state_admin_email) {
+        (Some(email), _) if using_dev_password => {
+            println!(
+                "  Admin       {email} / {} (the development default)",
+                crate::config::DEV_ADMIN_PASSWORD
+            )
+        }
+        (Some(email), _) => {
+            println!("  Admin       {email} (password from DEFAULT_ADMIN_PASSWORD)")
+        }
+        (None, Some(email)) => println!("  Admin       {email} (sign in: POST /api/v1/auth/login)"),
+        (None, None) => {}
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -167,6 +190,7 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
             .await;
     listener_task.stop().await;
+    auth_listener.stop().await;
     let _ = redis.quit().await;
     tokio::task::block_in_place(|| services.stop());
     println!("stopped");

@@ -21,6 +21,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     internal: Option<anyhow::Error>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 /// The cause of a 500, attached to the response for the logging middleware.
@@ -39,7 +40,7 @@ pub struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), internal: None }
+        ApiError { status, code, detail: detail.into(), internal: None, headers: Vec::new() }
     }
 
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
@@ -63,7 +64,25 @@ impl ApiError {
                 "An unexpected error occurred. Quote the x-request-id header when reporting it."
                     .into(),
             internal: Some(err.into()),
+            headers: Vec::new(),
         }
+    }
+
+    /// 401: no usable credentials.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
+    /// 403: known caller, not allowed.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Keeps `cause` for the log without showing it to the client.
@@ -123,6 +142,41 @@ impl From<tenancy::TenancyError> for ApiError {
     }
 }
 
+impl From<crate::accounts::AccountsError> for ApiError {
+    fn from(err: crate::accounts::AccountsError) -> Self {
+        use crate::accounts::AccountsError as E;
+        let unprocessable =
+            |code| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, err.to_string());
+        match &err {
+            E::InvalidEmail => unprocessable("invalid_email"),
+            E::WeakPassword(_) => unprocessable("weak_password"),
+            E::InvalidName => unprocessable("invalid_name"),
+            E::EmailTaken => ApiError::new(StatusCode::CONFLICT, "email_taken", err.to_string()),
+            E::AlreadyMember => {
+                ApiError::new(StatusCode::CONFLICT, "already_member", err.to_string())
+            }
+            E::LastOwner => ApiError::new(StatusCode::CONFLICT, "last_owner", err.to_string()),
+            E::UserNotFound => ApiError::not_found("user_not_found", err.to_string()),
+            E::NotMember => ApiError::not_found("member_not_found", err.to_string()),
+            E::KeyNotFound => ApiError::not_found("api_key_not_found", err.to_string()),
+            E::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", err.to_string())
+            }
+            E::Throttled { retry_after_secs } => {
+                let retry = HeaderValue::from(*retry_after_secs);
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", err.to_string())
+                    .with_header(header::RETRY_AFTER, retry)
+            }
+            E::Forbidden(why) => ApiError::forbidden(*why),
+            E::Tenancy(_) | E::Database(_) | E::Redis(_) | E::Hashing(_) => match err {
+                E::Tenancy(t) => ApiError::from(t),
+                E::Database(db) => ApiError::from(db),
+                other => ApiError::internal(other),
+            },
+        }
+    }
+}
+
 /// A problem+json response for `status` with a stable `code`.
 pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Response {
     let problem = Problem {
@@ -141,6 +195,9 @@ pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Respons
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = problem_response(self.status, self.code, &self.detail);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         if let Some(err) = self.internal {
             response.extensions_mut().insert(InternalError(Arc::new(err)));
         }

@@ -5,6 +5,7 @@
 //! development servers and the CLI commands; the `orgstack` binary is a thin
 //! `main` over [`cli`]. Tenancy rules live in the `tenancy` crate.
 
+pub mod accounts;
 pub mod app;
 pub mod check;
 pub mod cli;

@@ -23,7 +23,7 @@ mod registry;
 
 pub use error::TenancyError;
 pub use ids::{OrgId, SchemaName, Slug, SlugError};
+pub use invalidation::Listener;
 pub use keys::RedisKeys;
 pub use migrations::Lineage;
-pub use invalidation::Listener;
 pub use registry::{Org, OrgRegistry, OrgStatus, PurgeReport};

@@ -17,14 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fred::prelude::{
-    Builder, ClientLike, EventInterface, KeysInterface, PubsubInterface, ReconnectPolicy,
-};
+use fred::prelude::KeysInterface;
 use futures::TryStreamExt;
 use moka::sync::Cache;
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgPool, Row};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::invalidation::{self, Listener};
 use crate::migrations::{Lineage, Target};
@@ -460,8 +457,12 @@ impl OrgRegistry {
     /// Evicts locally and tells every other process.
     async fn announce(&self, id: OrgId) {
         self.evict(id);
-        invalidation::announce(&self.inner.redis, self.inner.keys.org_invalidation_channel(), id.to_string())
-            .await;
+        invalidation::announce(
+            &self.inner.redis,
+            self.inner.keys.org_invalidation_channel(),
+            id.to_string(),
+        )
+        .await;
     }
 }
 

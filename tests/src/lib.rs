@@ -211,6 +211,36 @@ impl TestContext {
         OrgRegistry::new(pool, redis, self.keys.clone(), Lineage::org())
     }
 
+    /// The accounts services over this context's database and Redis.
+    pub fn accounts(&self) -> orgstack::accounts::auth::Accounts {
+        orgstack::accounts::auth::Accounts::new(
+            self.pool.clone(),
+            self.redis.clone(),
+            self.keys.clone(),
+            Duration::from_secs(3600),
+        )
+    }
+
+    /// Creates a user with `password` (platform admin when `admin`).
+    pub async fn user(
+        &self,
+        email: &str,
+        password: &str,
+        admin: bool,
+    ) -> orgstack::accounts::users::User {
+        let email = orgstack::accounts::Email::parse(email).expect("test email");
+        let new = orgstack::accounts::users::NewUser {
+            email: &email,
+            name: "",
+            password: Some(password.to_owned()),
+            platform_admin: admin,
+        };
+        self.accounts()
+            .create_user(&orgstack::accounts::Actor::System, new)
+            .await
+            .expect("test user")
+    }
+
     /// Environment for running the `orgstack` binary against this context.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -309,6 +339,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     server: JoinHandle<anyhow::Result<()>>,
     _listener: tenancy::Listener,
+    _auth_listener: tenancy::Listener,
 }
 
 impl TestApp {
@@ -322,6 +353,47 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// Signs in and returns the session token (panics unless 200).
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login as {email}");
+        let body: serde_json::Value = response.json().await.expect("login body");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body;
+    /// returns the status and the JSON body (`null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("json body")
+        };
+        (status, json)
     }
 }
 
@@ -339,6 +411,7 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
     orgstack::telemetry::metrics_handle();
     let state = orgstack::app::build_state(config).await.expect("app state");
     let listener_task = state.orgs.listen().await.expect("org change listener");
+    let auth_listener = state.accounts.listen().await.expect("auth change listener");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
     let addr = listener.local_addr().expect("api addr");
@@ -356,5 +429,6 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
         client: reqwest::Client::new(),
         server,
         _listener: listener_task,
+        _auth_listener: auth_listener,
     }
 }

@@ -25,7 +25,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
-    let span = tracing::info_span!("request", method = %method, route = %route, request_id = %request_id, org_id = tracing::field::Empty);
+    let span = tracing::info_span!("request", method = %method, route = %route, request_id = %request_id, org_id = tracing::field::Empty, user_id = tracing::field::Empty);
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();

@@ -5,9 +5,12 @@
 //! matched route and request id, request metrics, the body-size limit, and a
 //! mapper that turns bare error responses into problem+json.
 
+mod auth;
+pub mod extract;
 mod health;
 mod middleware;
 mod org;
+mod orgs;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +38,7 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: fred::clients::Client,
     pub orgs: OrgRegistry,
+    pub accounts: crate::accounts::auth::Accounts,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,7 +55,20 @@ impl FromRef<AppState> for OrgRegistry {
 
 /// The API router with every layer, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new();
+    use axum::routing::{patch, post};
+    let org_routes = Router::new()
+        .route("/", get(orgs::get).patch(orgs::update).delete(orgs::delete))
+        .route("/members", get(orgs::list_members).post(orgs::add_member))
+        .route("/members/{user_id}", patch(orgs::set_role).delete(orgs::remove_member))
+        .route("/api_keys", get(orgs::list_api_keys).post(orgs::create_api_key))
+        .route("/api_keys/{key_id}", axum::routing::delete(orgs::revoke_api_key))
+        .route("/audit", get(orgs::list_audit));
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/orgs", get(orgs::list).post(orgs::create))
+        .nest("/orgs/{org}", org_routes);
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -39,7 +39,7 @@ impl OrgScope {
     }
 }
 
-fn not_found(slug: &str) -> ApiError {
+pub(super) fn not_found(slug: &str) -> ApiError {
     ApiError::not_found("org_not_found", format!("No org named '{slug}'."))
 }
 

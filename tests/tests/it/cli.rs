@@ -164,10 +164,12 @@ fn check_deploy_fails_on_development_defaults() {
     let out = run_cli(None, &["check", "--deploy"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    for setting in ["ENVIRONMENT:", "DATABASE_URL:", "REDIS_URL:", "SECRET_KEY:"] {
+    for setting in
+        ["ENVIRONMENT:", "DATABASE_URL:", "REDIS_URL:", "SECRET_KEY:", "DEFAULT_ADMIN_PASSWORD:"]
+    {
         assert!(text.contains(setting), "{setting} missing from:\n{text}");
     }
-    assert_eq!(stderr(&out).trim(), "error: 4 unsafe production setting(s)");
+    assert_eq!(stderr(&out).trim(), "error: 5 unsafe production setting(s)");
 }
 
 #[test]

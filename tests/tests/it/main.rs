@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and Redis (see the harness in
 //! `orgstack_tests`). One binary, tests in parallel, a database each.
 
+mod accounts;
 mod cli;
 mod dev;
 mod http;

@@ -1,0 +1,207 @@
+//! Users: create, list, change password, deactivate, promote.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::auth::Accounts;
+use super::{AccountsError, Actor, Email, audit, password, validate_name};
+
+pub(super) const USER_COLUMNS: &str =
+    "id, email, name, is_platform_admin, is_active, last_login_at, created_at";
+
+/// A user as shown to clients (never the password hash).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub is_platform_admin: bool,
+    pub is_active: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a new user is made of. `password: None` makes a user who cannot
+/// sign in with a password (yet).
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub email: &'a Email,
+    pub name: &'a str,
+    pub password: Option<String>,
+    pub platform_admin: bool,
+}
+
+impl Accounts {
+    /// Creates a user; the password must pass the policy.
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        new: NewUser<'_>,
+    ) -> Result<User, AccountsError> {
+        let name = if new.name.trim().is_empty() { "" } else { validate_name(new.name)? };
+        let hash = match new.password {
+            Some(pw) => {
+                password::check(&pw, new.email)?;
+                Some(password::hash(pw).await?)
+            }
+            None => None,
+        };
+        let mut tx = self.inner.pool.begin().await?;
+        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO public.users (id, email, name, password_hash, is_platform_admin) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(new.email.as_str())
+        .bind(name)
+        .bind(hash)
+        .bind(new.platform_admin)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(AccountsError::from_db)?;
+        audit::record_platform(
+            &mut tx,
+            actor,
+            "user.created",
+            Some(&user.id.to_string()),
+            None,
+            serde_json::json!({ "email": user.email, "platform_admin": user.is_platform_admin }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>, AccountsError> {
+        Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM public.users WHERE email = $1"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?)
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, AccountsError> {
+        Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM public.users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?)
+    }
+
+    /// Every user, by email.
+    pub async fn list_users(&self) -> Result<Vec<User>, AccountsError> {
+        Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM public.users ORDER BY email"
+        )))
+        .fetch_all(&self.inner.pool)
+        .await?)
+    }
+
+    /// Sets a new password and ends the user's sessions.
+    pub async fn set_password(
+        &self,
+        actor: &Actor,
+        email: &Email,
+        new: String,
+    ) -> Result<User, AccountsError> {
+        password::check(&new, email)?;
+        let hash = password::hash(new).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "UPDATE public.users SET password_hash = $2, updated_at = now() WHERE email = $1 RETURNING {USER_COLUMNS}"
+        )))
+        .bind(email.as_str())
+        .bind(hash)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AccountsError::UserNotFound)?;
+        self.revoke_sessions_of(&mut tx, user.id).await?;
+        audit::record_platform(
+            &mut tx,
+            actor,
+            "user.password_changed",
+            Some(&user.id.to_string()),
+            None,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.announce("user").await;
+        Ok(user)
+    }
+
+    /// Deactivates a user: no sign-in, every session ended at once.
+    pub async fn deactivate_user(
+        &self,
+        actor: &Actor,
+        email: &Email,
+    ) -> Result<User, AccountsError> {
+        self.set_flag(actor, email, "is_active = false", "user.deactivated", true).await
+    }
+
+    /// Makes a user a platform admin.
+    pub async fn promote_user(&self, actor: &Actor, email: &Email) -> Result<User, AccountsError> {
+        self.set_flag(actor, email, "is_platform_admin = true", "user.promoted", false).await
+    }
+
+    async fn set_flag(
+        &self,
+        actor: &Actor,
+        email: &Email,
+        assignment: &'static str,
+        action: &'static str,
+        end_sessions: bool,
+    ) -> Result<User, AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "UPDATE public.users SET {assignment}, updated_at = now() WHERE email = $1 RETURNING {USER_COLUMNS}"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AccountsError::UserNotFound)?;
+        if end_sessions {
+            self.revoke_sessions_of(&mut tx, user.id).await?;
+        }
+        audit::record_platform(
+            &mut tx,
+            actor,
+            action,
+            Some(&user.id.to_string()),
+            None,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.announce("user").await;
+        Ok(user)
+    }
+
+    /// Creates the platform admin from `DEFAULT_ADMIN_EMAIL` /
+    /// `DEFAULT_ADMIN_PASSWORD` when no platform admin exists yet.
+    pub async fn ensure_default_admin(
+        &self,
+        email: &Email,
+        password: String,
+    ) -> Result<Option<User>, AccountsError> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM public.users WHERE is_platform_admin)",
+        )
+        .fetch_one(&self.inner.pool)
+        .await?;
+        if exists {
+            return Ok(None);
+        }
+        let new = NewUser { email, name: "Admin", password: Some(password), platform_admin: true };
+        match self.create_user(&Actor::System, new).await {
+            Ok(user) => Ok(Some(user)),
+            // Another process created it at the same moment.
+            Err(AccountsError::EmailTaken) => {
+                self.promote_user(&Actor::System, email).await.map(Some)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Orgs, members, API keys and the org audit log:
+//! `/api/v1/orgs`, `/api/v1/orgs/{org}`, `.../members`, `.../api_keys`,
+//! `.../audit`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tenancy::{OrgId, Slug};
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::{ApiJson, Caller, OrgAccess, Page, encode_cursor};
+use crate::accounts::auth::{Accounts, Principal};
+use crate::accounts::members::{ApiKey, Member, NewApiKey};
+use crate::accounts::{Email, Role, audit};
+use crate::error::ApiError;
+
+/// A list page: `items` and the cursor of the next page (`null` at the end).
+#[derive(Debug, Serialize)]
+pub struct ListResponse<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// An org as its members see it.
+#[derive(Debug, Serialize)]
+pub struct OrgView {
+    pub id: OrgId,
+    pub slug: String,
+    pub name: String,
+    pub status: tenancy::OrgStatus,
+    pub created_at: DateTime<Utc>,
+    /// The caller's role in this org.
+    pub role: Role,
+}
+
+impl OrgView {
+    fn new(org: &tenancy::Org, role: Role) -> Self {
+        OrgView {
+            id: org.id,
+            slug: org.slug.to_string(),
+            name: org.name.clone(),
+            status: org.status,
+            created_at: org.created_at,
+            role,
+        }
+    }
+}
+
+fn slug_param(raw: Option<&str>) -> Result<Option<Slug>, ApiError> {
+    raw.map(|s| {
+        Slug::parse(s).map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug", format!("slug {e}"))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/orgs`: the orgs the caller belongs to, by slug.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    page: Page,
+) -> Result<Json<ListResponse<OrgView>>, ApiError> {
+    let after = page.cursor.as_ref().and_then(|c| c.as_str()).unwrap_or("").to_owned();
+    let mut items: Vec<OrgView> = match &caller {
+        Principal::User { user_id, .. } => {
+            let mut views = Vec::new();
+            for m in state.accounts.memberships_of(*user_id).await? {
+                if let Some(org) = state.orgs.by_id(m.org_id).await? {
+                    views.push(OrgView::new(&org, m.role));
+                }
+            }
+            views
+        }
+        Principal::ApiKey { org_id, role, .. } => match state.orgs.by_id(*org_id).await? {
+            Some(org) if org.status == tenancy::OrgStatus::Active => {
+                vec![OrgView::new(&org, *role)]
+            }
+            _ => Vec::new(),
+        },
+    };
+    items.retain(|o| o.slug.as_str() > after.as_str());
+    items.sort_by(|a, b| a.slug.cmp(&b.slug));
+    let more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    let next_cursor = more.then(|| items.last().map(|o| encode_cursor(&json!(o.slug)))).flatten();
+    Ok(Json(ListResponse { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateOrg {
+    pub name: String,
+    pub slug: Option<String>,
+}
+
+/// `POST /api/v1/orgs`: platform admins create an org and become its owner.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateOrg>,
+) -> Result<(StatusCode, Json<OrgView>), ApiError> {
+    caller.require_platform_admin()?;
+    let slug = match slug_param(body.slug.as_deref())? {
+        Some(slug) => slug,
+        None => Slug::suggest(&body.name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_slug",
+                "cannot derive a slug from the name; send one",
+            )
+        })?,
+    };
+    let org = state.orgs.create(&body.name, &slug).await?;
+    if let Some(user_id) = caller.0.user_id() {
+        state.accounts.add_owner(&caller.actor(), &org, user_id).await?;
+    }
+    Ok((StatusCode::CREATED, Json(OrgView::new(&org, Role::Owner))))
+}
+
+/// `GET /api/v1/orgs/{org}` (viewers and up).
+pub async fn get(access: OrgAccess) -> Json<OrgView> {
+    Json(OrgView::new(access.org(), access.role))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateOrg {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+}
+
+/// `PATCH /api/v1/orgs/{org}`: rename or change the slug (admins).
+pub async fn update(
+    State(state): State<AppState>,
+    access: OrgAccess,
+    ApiJson(body): ApiJson<UpdateOrg>,
+) -> Result<Json<OrgView>, ApiError> {
+    access.require(Role::Admin)?;
+    let new_slug = slug_param(body.slug.as_deref())?;
+    let mut org = access.org().clone();
+    if let Some(name) = body.name.as_deref().filter(|n| *n != org.name) {
+        let before = org.name.clone();
+        org = state.orgs.rename(&org.slug, name).await?;
+        record(&state, &access, "org.renamed", json!({ "from": before, "to": org.name })).await?;
+    }
+    if let Some(new_slug) = new_slug.filter(|s| *s != org.slug) {
+        let before = org.slug.to_string();
+        org = state.orgs.change_slug(&org.slug, &new_slug).await?;
+        record(&state, &access, "org.slug_changed", json!({ "from": before, "to": org.slug }))
+            .await?;
+    }
+    Ok(Json(OrgView::new(&org, access.role)))
+}
+
+/// `DELETE /api/v1/orgs/{org}`: soft delete (owners).
+pub async fn delete(
+    State(state): State<AppState>,
+    access: OrgAccess,
+) -> Result<StatusCode, ApiError> {
+    access.require(Role::Owner)?;
+    record(&state, &access, "org.deleted", json!({})).await?;
+    state.orgs.soft_delete(&access.org().slug).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn record(
+    state: &AppState,
+    access: &OrgAccess,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let target = access.org().id.to_string();
+    audit::record_org(
+        &mut conn,
+        access.scope.schema(),
+        &access.caller.actor(),
+        action,
+        Some(&target),
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `GET .../members` (viewers and up), by email.
+pub async fn list_members(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    page: Page,
+) -> Result<Json<ListResponse<Member>>, ApiError> {
+    let after = page.cursor.as_ref().and_then(|c| c.as_str()).unwrap_or("").to_owned();
+    let mut items: Vec<Member> = accounts
+        .list_members(access.org())
+        .await?
+        .into_iter()
+        .filter(|m| m.email.as_str() > after.as_str())
+        .collect();
+    let more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    let next_cursor = more.then(|| items.last().map(|m| encode_cursor(&json!(m.email)))).flatten();
+    Ok(Json(ListResponse { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddMember {
+    pub email: String,
+    pub role: Role,
+}
+
+/// `POST .../members` (admins; owners to add owners).
+pub async fn add_member(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
+    let email = Email::parse(&body.email)?;
+    let member = accounts.add_member(&access.acting(), access.org(), &email, body.role).await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+/// `PATCH .../members/{user_id}`.
+pub async fn set_role(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    Path((_, user_id)): Path<(String, Uuid)>,
+    ApiJson(body): ApiJson<SetRole>,
+) -> Result<Json<Member>, ApiError> {
+    Ok(Json(accounts.set_role(&access.acting(), access.org(), user_id, body.role).await?))
+}
+
+/// `DELETE .../members/{user_id}` (admins; anyone for themselves).
+pub async fn remove_member(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    Path((_, user_id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    accounts.remove_member(&access.acting(), access.org(), user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET .../api_keys` (admins), newest first.
+pub async fn list_api_keys(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    page: Page,
+) -> Result<Json<ListResponse<ApiKey>>, ApiError> {
+    access.require(Role::Admin)?;
+    let after: Option<Uuid> =
+        page.cursor.as_ref().and_then(|c| c.as_str()).and_then(|s| s.parse().ok());
+    let mut items: Vec<ApiKey> = accounts
+        .list_api_keys(access.org())
+        .await?
+        .into_iter()
+        .filter(|k| after.is_none_or(|after| k.id < after))
+        .collect();
+    let more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    let next_cursor = more.then(|| items.last().map(|k| encode_cursor(&json!(k.id)))).flatten();
+    Ok(Json(ListResponse { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateApiKey {
+    pub name: String,
+    pub role: Role,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST .../api_keys` (admins): the secret is in this response only.
+pub async fn create_api_key(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, Json<NewApiKey>), ApiError> {
+    if body.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_expiry",
+            "expires_at must be in the future",
+        ));
+    }
+    let key = accounts
+        .create_api_key(&access.acting(), access.org(), &body.name, body.role, body.expires_at)
+        .await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+/// `DELETE .../api_keys/{id}` (admins).
+pub async fn revoke_api_key(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    Path((_, key_id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    accounts.revoke_api_key(&access.acting(), access.org(), key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET .../audit` (admins): newest first, cursor-paginated.
+pub async fn list_audit(
+    State(state): State<AppState>,
+    access: OrgAccess,
+    page: Page,
+) -> Result<Json<ListResponse<audit::AuditEvent>>, ApiError> {
+    access.require(Role::Admin)?;
+    let cursor = page
+        .cursor
+        .as_ref()
+        .map(|c| serde_json::from_value::<(DateTime<Utc>, Uuid)>(c.clone()))
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
+        })?;
+    let mut items =
+        audit::list_org(&state.db, access.scope.schema(), cursor, u64::from(page.limit) + 1)
+            .await?;
+    let more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    let next_cursor =
+        more.then(|| items.last().map(|e| encode_cursor(&json!([e.occurred_at, e.id])))).flatten();
+    Ok(Json(ListResponse { items, next_cursor }))
+}
+
+impl axum::extract::FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Self {
+        state.accounts.clone()
+    }
+}
