@@ -39,7 +39,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         RedisKeys::new(&config.redis_key_prefix),
         config.session_ttl,
     );
-    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts })
+    let flags = crate::flags::Flags::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(&config.redis_key_prefix),
+    );
+    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).
@@ -87,4 +92,27 @@ pub async fn ensure_default_admin(state: &AppState) -> anyhow::Result<Option<Str
         tracing::info!(email = %user.email, "created the default platform admin");
     }
     Ok(created.map(|u| u.email))
+}
+
+/// The cache-invalidation subscriptions of one process (orgs, accounts,
+/// flags). Dropping them stops them.
+#[derive(Debug)]
+pub struct Listeners(Vec<tenancy::Listener>);
+
+impl Listeners {
+    /// Unsubscribes and closes their Redis connections.
+    pub async fn stop(self) {
+        for listener in self.0 {
+            listener.stop().await;
+        }
+    }
+}
+
+/// Starts every cache-invalidation subscription of `state`.
+pub async fn listen(state: &AppState) -> anyhow::Result<Listeners> {
+    Ok(Listeners(vec![
+        state.orgs.listen().await?,
+        state.accounts.listen().await?,
+        state.flags.listen().await?,
+    ]))
 }

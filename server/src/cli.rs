@@ -47,6 +47,9 @@ pub enum Command {
     /// Add, remove and change org members.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// List and set feature flags (globally or for one org).
+    #[command(subcommand)]
+    Flags(FlagsCommand),
     /// Validate the configuration; with --deploy, report unsafe production settings.
     Check {
         /// Also fail on settings that are unsafe in production.
@@ -200,6 +203,106 @@ pub enum MemberCommand {
     SetRole { org: Slug, email: String, role: Role },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FlagsCommand {
+    /// Every flag with its value (effective for --org, else default and global).
+    List {
+        #[arg(long)]
+        org: Option<Slug>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn a flag on globally, or for one org with --org.
+    Enable {
+        name: String,
+        #[arg(long)]
+        org: Option<Slug>,
+    },
+    /// Turn a flag off globally, or for one org with --org.
+    Disable {
+        name: String,
+        #[arg(long)]
+        org: Option<Slug>,
+    },
+    /// Turn every flag on globally.
+    EnableAllGlobal,
+}
+
+async fn flags(out: &mut impl Write, config: Config, cmd: FlagsCommand) -> anyhow::Result<()> {
+    let state = app::connect_now(config).await?;
+    let org_id = |slug: Option<Slug>| {
+        let orgs = state.orgs.clone();
+        async move {
+            match slug {
+                Some(slug) => Ok::<_, anyhow::Error>(Some(orgs.get(&slug).await?.id)),
+                None => Ok(None),
+            }
+        }
+    };
+    match cmd {
+        FlagsCommand::List { org: Some(slug), json } => {
+            let org = state.orgs.get(&slug).await?;
+            let flags = state.flags.for_org(org.id).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &flags)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:<24} {:<8} {:<8} DESCRIPTION", "FLAG", "ENABLED", "SOURCE")?;
+                for f in &flags {
+                    let source = format!("{:?}", f.source).to_lowercase();
+                    writeln!(
+                        out,
+                        "{:<24} {:<8} {:<8} {}",
+                        f.name, f.enabled, source, f.description
+                    )?;
+                }
+            }
+        }
+        FlagsCommand::List { org: None, json } => {
+            let flags = state.flags.all().await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &flags)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<8} {:<8} {:<10} DESCRIPTION",
+                    "FLAG", "DEFAULT", "GLOBAL", "OVERRIDES"
+                )?;
+                for f in &flags {
+                    let global = f.global.map_or("-".to_owned(), |g| g.to_string());
+                    writeln!(
+                        out,
+                        "{:<24} {:<8} {:<8} {:<10} {}",
+                        f.name,
+                        f.default,
+                        global,
+                        f.overrides.len(),
+                        f.description
+                    )?;
+                }
+            }
+        }
+        FlagsCommand::Enable { name, org } => {
+            let where_ = org.as_ref().map_or("globally".to_owned(), |s| format!("for '{s}'"));
+            state.flags.set(&Actor::Cli, &name, org_id(org).await?, true).await?;
+            writeln!(out, "{name} enabled {where_}")?;
+        }
+        FlagsCommand::Disable { name, org } => {
+            let where_ = org.as_ref().map_or("globally".to_owned(), |s| format!("for '{s}'"));
+            state.flags.set(&Actor::Cli, &name, org_id(org).await?, false).await?;
+            writeln!(out, "{name} disabled {where_}")?;
+        }
+        FlagsCommand::EnableAllGlobal => {
+            for def in crate::flags::FLAGS {
+                state.flags.set(&Actor::Cli, def.name, None, true).await?;
+            }
+            writeln!(out, "enabled {} flags globally", crate::flags::FLAGS.len())?;
+        }
+    }
+    Ok(())
+}
+
 /// A password from `ORGSTACK_PASSWORD`, a terminal prompt, or one line of
 /// standard input; never from an argument, which `ps` would show.
 fn read_password(prompt: &str) -> anyhow::Result<String> {
@@ -330,6 +433,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Org(cmd) => org(&mut out, config, cmd).await?,
         Command::User(cmd) => user(&mut out, config, cmd).await?,
         Command::Member(cmd) => member(&mut out, config, cmd).await?,
+        Command::Flags(cmd) => flags(&mut out, config, cmd).await?,
     }
     Ok(())
 }
@@ -365,8 +469,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind_addr;
     let metrics = config.metrics_addr;
     let state = app::build_state(config).await?;
-    let _org_changes = state.orgs.listen().await?;
-    let _auth_changes = state.accounts.listen().await?;
+    let _listeners = app::listen(&state).await?;
     if let Err(err) = app::ensure_default_admin(&state).await {
         tracing::warn!(
             error = format!("{err:#}"),

@@ -134,8 +134,7 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         None => state.orgs.create("Demo", &demo).await?,
     };
     let admin = crate::app::ensure_default_admin(&state).await?;
-    let listener_task = state.orgs.listen().await?;
-    let auth_listener = state.accounts.listen().await?;
+    let listeners = crate::app::listen(&state).await?;
     let redis = state.redis.clone();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -189,8 +188,7 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     let result =
         crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
             .await;
-    listener_task.stop().await;
-    auth_listener.stop().await;
+    listeners.stop().await;
     let _ = redis.quit().await;
     tokio::task::block_in_place(|| services.stop());
     println!("stopped");

@@ -177,6 +177,17 @@ impl From<crate::accounts::AccountsError> for ApiError {
     }
 }
 
+impl From<crate::flags::FlagError> for ApiError {
+    fn from(err: crate::flags::FlagError) -> Self {
+        match err {
+            crate::flags::FlagError::Unknown(_) => {
+                ApiError::not_found("flag_not_found", err.to_string())
+            }
+            crate::flags::FlagError::Database(db) => ApiError::from(db),
+        }
+    }
+}
+
 /// A problem+json response for `status` with a stable `code`.
 pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Response {
     let problem = Problem {

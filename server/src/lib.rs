@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod flags;
 pub mod http;
 pub mod local;
 pub mod redis;

@@ -30,6 +30,11 @@ impl RedisKeys {
         format!("{}:auth:changed", self.prefix)
     }
 
+    /// Pub/sub channel on which feature flag changes are announced.
+    pub fn flags_invalidation_channel(&self) -> String {
+        format!("{}:flags:changed", self.prefix)
+    }
+
     /// A counter key used for throttling (`kind` such as `login-email`).
     pub fn throttle_key(&self, kind: &str, subject: &str) -> String {
         format!("{}:throttle:{}:{}", self.prefix, kind, subject)

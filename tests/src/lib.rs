@@ -338,8 +338,7 @@ pub struct TestApp {
     pub state: AppState,
     pub client: reqwest::Client,
     server: JoinHandle<anyhow::Result<()>>,
-    _listener: tenancy::Listener,
-    _auth_listener: tenancy::Listener,
+    _listeners: orgstack::app::Listeners,
 }
 
 impl TestApp {
@@ -410,8 +409,7 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
     config.metrics_addr = "127.0.0.1:0".parse().expect("addr");
     orgstack::telemetry::metrics_handle();
     let state = orgstack::app::build_state(config).await.expect("app state");
-    let listener_task = state.orgs.listen().await.expect("org change listener");
-    let auth_listener = state.accounts.listen().await.expect("auth change listener");
+    let listeners = orgstack::app::listen(&state).await.expect("cache listeners");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
     let addr = listener.local_addr().expect("api addr");
@@ -428,7 +426,6 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
         state,
         client: reqwest::Client::new(),
         server,
-        _listener: listener_task,
-        _auth_listener: auth_listener,
+        _listeners: listeners,
     }
 }

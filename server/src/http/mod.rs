@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod extract;
+mod flags;
 mod health;
 mod middleware;
 mod org;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub redis: fred::clients::Client,
     pub orgs: OrgRegistry,
     pub accounts: crate::accounts::auth::Accounts,
+    pub flags: crate::flags::Flags,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,13 +64,16 @@ pub fn router(state: AppState) -> Router {
         .route("/members/{user_id}", patch(orgs::set_role).delete(orgs::remove_member))
         .route("/api_keys", get(orgs::list_api_keys).post(orgs::create_api_key))
         .route("/api_keys/{key_id}", axum::routing::delete(orgs::revoke_api_key))
-        .route("/audit", get(orgs::list_audit));
+        .route("/audit", get(orgs::list_audit))
+        .route("/flags", get(flags::org_flags));
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
         .route("/orgs", get(orgs::list).post(orgs::create))
-        .nest("/orgs/{org}", org_routes);
+        .nest("/orgs/{org}", org_routes)
+        .route("/admin/flags", get(flags::all))
+        .route("/admin/flags/{name}", axum::routing::put(flags::set).delete(flags::clear));
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -284,6 +284,7 @@ async fn no_request_for_one_org_returns_rows_of_another() {
         "/api/v1/orgs/alpha/members",
         "/api/v1/orgs/alpha/api_keys",
         "/api/v1/orgs/alpha/audit",
+        "/api/v1/orgs/alpha/flags",
         "/api/v1/orgs/beta",
         "/api/v1/orgs/beta/members",
         "/api/v1/orgs/beta/api_keys",

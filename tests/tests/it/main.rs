@@ -4,6 +4,7 @@
 mod accounts;
 mod cli;
 mod dev;
+mod flags;
 mod http;
 mod migrate;
 mod provisioning;
