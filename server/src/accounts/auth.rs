@@ -124,7 +124,6 @@ impl Accounts {
         keys: RedisKeys,
         session_ttl: Duration,
     ) -> Self {
-        password::warm_up();
         Accounts {
             inner: Arc::new(Inner {
                 pool,

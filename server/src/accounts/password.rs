@@ -1,8 +1,10 @@
 //! Password policy and hashing (argon2id with OWASP's parameters:
 //! 19 MiB of memory, 2 iterations, 1 lane).
 //!
-//! Hashing is deliberately slow (tens of milliseconds), so it runs on the
-//! blocking thread pool, never on the async workers.
+//! Hashing is deliberately slow (tens of milliseconds) and takes 19 MiB, so
+//! it runs on the blocking thread pool, never on the async workers, and at
+//! most one hash per CPU runs at a time: a burst of sign-ins queues instead
+//! of allocating 19 MiB per request.
 
 use std::sync::OnceLock;
 
@@ -170,8 +172,18 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Bounds concurrent hashes to the number of CPUs.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cpus)
+    })
+}
+
 /// Hashes `password` (on the blocking pool).
 pub async fn hash(password: String) -> Result<String, AccountsError> {
+    let _permit = permits().acquire().await.map_err(|e| AccountsError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
@@ -183,25 +195,19 @@ pub async fn hash(password: String) -> Result<String, AccountsError> {
     .map_err(|e| AccountsError::Hashing(e.to_string()))?
 }
 
-/// A hash of a random password, verified against when the email is unknown,
-/// so that answering takes as long as for a wrong password.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2()
-            .hash_password(super::tokens::new_session_token().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
+/// An argon2id hash (same parameters) of a random password nobody knows,
+/// verified against when the email is unknown so that answering takes as
+/// long as for a wrong password. A constant: computing one at start would
+/// cost 19 MiB of memory for nothing.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRmb3JkdW1teQ$0o6ZcJJmYCp+uRk0SMXb4VhKo2M9BCCKfaSEcUwCxRk";
 
 /// Verifies `password` against `stored` (or against a dummy hash when there
 /// is none, taking the same time). True only for a match.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
+    let Ok(_permit) = permits().acquire().await else { return false };
     tokio::task::spawn_blocking(move || {
         let real = stored.is_some();
-        let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let matches = PasswordHash::new(&stored)
             .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false);
@@ -209,12 +215,6 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
-}
-
-/// Computes the dummy hash now, so the first unknown-email sign-in is not
-/// faster than later ones.
-pub fn warm_up() {
-    let _ = dummy_hash();
 }
 
 #[cfg(test)]
@@ -241,5 +241,9 @@ mod tests {
         assert!(verify("correct horse battery".into(), Some(stored.clone())).await);
         assert!(!verify("wrong horse battery".into(), Some(stored)).await);
         assert!(!verify("anything at all".into(), None).await);
+        // The dummy hash parses with the same parameters, so it costs the same.
+        let dummy = PasswordHash::new(DUMMY_HASH).expect("valid PHC string");
+        assert_eq!(dummy.params.get_decimal("m"), Some(ARGON2_MEMORY_KIB));
+        assert_eq!(dummy.params.get_decimal("t"), Some(ARGON2_ITERATIONS));
     }
 }
