@@ -62,6 +62,21 @@ pub struct Config {
     /// `DEFAULT_ADMIN_PASSWORD`: that admin's password (development default
     /// [`DEV_ADMIN_PASSWORD`], refused in production).
     pub default_admin_password: Option<SecretString>,
+    /// `SIGNUP_CODE`: when set, `POST /api/v1/signup` is open to whoever
+    /// knows the code, and any signed-in user may create orgs.
+    pub signup_code: Option<SecretString>,
+    /// `AUTH_TRUSTED_HEADER` + `TRUSTED_PROXIES`: sign-in by a header set by
+    /// a trusted reverse proxy (e.g. `X-NetID` behind a campus SSO proxy).
+    pub trusted_header: Option<TrustedHeader>,
+}
+
+/// Trusted-header sign-in settings.
+#[derive(Debug, Clone)]
+pub struct TrustedHeader {
+    /// The header carrying the external user id.
+    pub header: axum::http::HeaderName,
+    /// Only requests from these networks may use it.
+    pub proxies: Vec<ipnet::IpNet>,
 }
 
 /// The default admin password in development; production refuses it.
@@ -90,7 +105,10 @@ impl ConfigError {
 }
 
 fn is_secret(var: &str) -> bool {
-    matches!(var, "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD")
+    matches!(
+        var,
+        "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD" | "SIGNUP_CODE"
+    )
 }
 
 impl Config {
@@ -137,6 +155,48 @@ impl Config {
             ));
         }
         let secret_key = get("SECRET_KEY").map(SecretString::from);
+        let trusted_header = match (get("AUTH_TRUSTED_HEADER"), get("TRUSTED_PROXIES")) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "TRUSTED_PROXIES",
+                    None,
+                    "is required with AUTH_TRUSTED_HEADER (comma-separated CIDRs such as 10.0.0.0/8)",
+                ));
+            }
+            (Some(header), Some(proxies)) => {
+                let header = header.parse::<axum::http::HeaderName>().map_err(|_| {
+                    ConfigError::new(
+                        "AUTH_TRUSTED_HEADER",
+                        Some(&header),
+                        "expected an HTTP header name such as X-NetID",
+                    )
+                })?;
+                let proxies = proxies
+                    .split(',')
+                    .map(|p| {
+                        p.trim().parse::<ipnet::IpNet>().or_else(|_| {
+                            p.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from)
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "TRUSTED_PROXIES",
+                            Some(&proxies),
+                            "expected comma-separated CIDRs such as 10.0.0.0/8,127.0.0.1/32",
+                        )
+                    })?;
+                if secret_key.is_none() {
+                    return Err(ConfigError::new(
+                        "SECRET_KEY",
+                        None,
+                        "is required with AUTH_TRUSTED_HEADER (external ids are stored as HMACs under it)",
+                    ));
+                }
+                Some(TrustedHeader { header, proxies })
+            }
+        };
         Ok(Config {
             environment,
             database_url,
@@ -175,6 +235,8 @@ impl Config {
                         .then(|| SecretString::from(DEV_ADMIN_PASSWORD))
                 },
             ),
+            signup_code: get("SIGNUP_CODE").map(SecretString::from),
+            trusted_header,
         })
     }
 

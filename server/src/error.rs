@@ -159,6 +159,16 @@ impl From<crate::accounts::AccountsError> for ApiError {
             E::UserNotFound => ApiError::not_found("user_not_found", err.to_string()),
             E::NotMember => ApiError::not_found("member_not_found", err.to_string()),
             E::KeyNotFound => ApiError::not_found("api_key_not_found", err.to_string()),
+            E::InvitationNotFound => ApiError::not_found("invitation_not_found", err.to_string()),
+            E::InvitationUsed => {
+                ApiError::new(StatusCode::GONE, "invitation_used", err.to_string())
+            }
+            E::InvitationExpired => {
+                ApiError::new(StatusCode::GONE, "invitation_expired", err.to_string())
+            }
+            E::SignInToAccept => {
+                ApiError::new(StatusCode::CONFLICT, "sign_in_to_accept", err.to_string())
+            }
             E::InvalidCredentials => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", err.to_string())
             }

@@ -36,13 +36,14 @@ pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Who a bearer token stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
-    /// A user signed in with a session.
+    /// A user signed in with a session (`session_id`), or by a trusted
+    /// proxy's header (no session).
     User {
         user_id: Uuid,
         email: String,
         is_platform_admin: bool,
-        session_id: Uuid,
-        expires_at: DateTime<Utc>,
+        session_id: Option<Uuid>,
+        expires_at: Option<DateTime<Utc>>,
     },
     /// An org API key, which acts in its one org with its role.
     ApiKey {
@@ -79,7 +80,7 @@ impl Principal {
 
     fn expired(&self, now: DateTime<Utc>) -> bool {
         match self {
-            Principal::User { expires_at, .. } => *expires_at <= now,
+            Principal::User { expires_at, .. } => expires_at.is_some_and(|at| at <= now),
             Principal::ApiKey { expires_at, .. } => expires_at.is_some_and(|at| at <= now),
         }
     }
@@ -182,10 +183,7 @@ impl Accounts {
     ) -> Result<NewSession, AccountsError> {
         let email = Email::parse(email).ok();
         // The email is hashed: Redis key names are not a place for personal data.
-        let email_id: String = tokens::hash(email.as_ref().map_or("-", Email::as_str))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let email_id = hex(&tokens::hash(email.as_ref().map_or("-", Email::as_str)));
         let email_key = self.inner.keys.throttle_key("login-email", &email_id);
         let address_key = self.inner.keys.throttle_key("login-address", &client.to_string());
         self.check_throttle(&email_key, MAX_FAILURES_PER_EMAIL).await?;
@@ -217,6 +215,18 @@ impl Accounts {
         };
         let _: Result<i64, _> = self.inner.redis.del(&email_key).await;
 
+        let session = self.create_session(user_id, "auth.login", client).await?;
+        Ok(session)
+    }
+
+    /// Starts a session for `user_id` (after a sign-in, signup or accepted
+    /// invitation) and records `action` in the platform audit log.
+    pub async fn create_session(
+        &self,
+        user_id: Uuid,
+        action: &str,
+        client: IpAddr,
+    ) -> Result<NewSession, AccountsError> {
         let token = tokens::new_session_token();
         let expires_at = Utc::now() + self.inner.session_ttl;
         let mut tx = self.inner.pool.begin().await?;
@@ -237,7 +247,7 @@ impl Accounts {
         super::audit::record_platform(
             &mut tx,
             &Actor::User { id: user.id, email: user.email.clone() },
-            "auth.login",
+            action,
             Some(&user.id.to_string()),
             None,
             serde_json::json!({ "client": client.to_string() }),
@@ -330,8 +340,8 @@ impl Accounts {
                 user_id: row.try_get("user_id")?,
                 email: row.try_get("email")?,
                 is_platform_admin: row.try_get("is_platform_admin")?,
-                session_id: row.try_get("id")?,
-                expires_at: row.try_get("expires_at")?,
+                session_id: Some(row.try_get("id")?),
+                expires_at: Some(row.try_get("expires_at")?),
             })
         })
         .transpose()
@@ -359,6 +369,70 @@ impl Accounts {
         })
         .transpose()
         .map_err(AccountsError::Database)
+    }
+
+    /// The user a trusted proxy vouches for with `external_id` (created on
+    /// first sight). Only an HMAC of the id under `secret` is stored.
+    pub async fn trusted_user(
+        &self,
+        external_id: &str,
+        secret: &[u8],
+    ) -> Result<Option<Principal>, AccountsError> {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+            .map_err(|e| AccountsError::Hashing(e.to_string()))?;
+        mac.update(external_id.as_bytes());
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        let cache_key = tokens::hash(&format!("trusted:{}", hex(&digest)));
+        if let Some(principal) = self.inner.principals.get(&cache_key) {
+            return Ok(principal);
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let email = format!("ext-{}@trusted.invalid", &hex(&digest)[..16]);
+        let mut tx = self.inner.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO public.users (id, email, name, external_id_hmac) VALUES ($1, $2, '', $3) \
+             ON CONFLICT (external_id_hmac) WHERE external_id_hmac IS NOT NULL DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&email)
+        .bind(digest.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(AccountsError::from_db)?;
+        let row = sqlx::query("SELECT id, email, is_platform_admin, is_active FROM public.users WHERE external_id_hmac = $1")
+            .bind(digest.as_slice())
+            .fetch_one(&mut *tx)
+            .await?;
+        let user_id: Uuid = row.try_get("id")?;
+        if inserted.rows_affected() > 0 {
+            super::audit::record_platform(
+                &mut tx,
+                &Actor::System,
+                "user.created",
+                Some(&user_id.to_string()),
+                None,
+                serde_json::json!({ "via": "trusted_header" }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let principal = row
+            .try_get::<bool, _>("is_active")?
+            .then(|| -> Result<Principal, sqlx::Error> {
+                Ok(Principal::User {
+                    user_id,
+                    email: row.try_get("email")?,
+                    is_platform_admin: row.try_get("is_platform_admin")?,
+                    session_id: None,
+                    expires_at: None,
+                })
+            })
+            .transpose()?;
+        if self.inner.generation.load(Ordering::Acquire) == generation {
+            self.inner.principals.insert(cache_key, principal.clone());
+        }
+        Ok(principal)
     }
 
     /// The role `principal` has in `org`: its membership (cached), the key's
@@ -392,6 +466,10 @@ impl Accounts {
             }
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The throttle state to report in `Retry-After`.

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod invitations;
 pub mod members;
 pub mod password;
 pub mod tokens;
@@ -145,6 +146,14 @@ pub enum AccountsError {
     KeyNotFound,
     #[error("name must be 1 to 200 characters")]
     InvalidName,
+    #[error("no such invitation")]
+    InvitationNotFound,
+    #[error("this invitation was already accepted")]
+    InvitationUsed,
+    #[error("this invitation has expired; ask for a new one")]
+    InvitationExpired,
+    #[error("an account with this email exists; sign in, then accept the invitation")]
+    SignInToAccept,
     #[error(transparent)]
     Tenancy(#[from] tenancy::TenancyError),
     #[error("database error: {0}")]

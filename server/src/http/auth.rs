@@ -46,10 +46,14 @@ pub async fn logout(
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
     match caller {
-        Principal::User { session_id, .. } => {
+        Principal::User { session_id: Some(session_id), .. } => {
             accounts.logout(session_id).await?;
             Ok(StatusCode::NO_CONTENT)
         }
+        Principal::User { session_id: None, .. } => Err(ApiError::bad_request(
+            "not_a_session",
+            "Signed in by the trusted proxy's header; sign out at the proxy.",
+        )),
         Principal::ApiKey { .. } => Err(ApiError::bad_request(
             "not_a_session",
             "API keys are revoked with DELETE /api/v1/orgs/{org}/api_keys/{id}.",

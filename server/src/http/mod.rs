@@ -12,6 +12,7 @@ mod health;
 mod middleware;
 mod org;
 mod orgs;
+mod signup;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +50,12 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.clone()
+    }
+}
+
 impl FromRef<AppState> for OrgRegistry {
     fn from_ref(state: &AppState) -> Self {
         state.orgs.clone()
@@ -65,11 +72,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api_keys", get(orgs::list_api_keys).post(orgs::create_api_key))
         .route("/api_keys/{key_id}", axum::routing::delete(orgs::revoke_api_key))
         .route("/audit", get(orgs::list_audit))
-        .route("/flags", get(flags::org_flags));
+        .route("/flags", get(flags::org_flags))
+        .route("/invitations", get(orgs::list_invitations).post(orgs::invite));
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
+        .route("/signup", post(signup::signup))
+        .route("/invitations/{token}/accept", post(signup::accept))
         .route("/orgs", get(orgs::list).post(orgs::create))
         .nest("/orgs/{org}", org_routes)
         .route("/admin/flags", get(flags::all))

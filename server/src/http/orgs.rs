@@ -103,7 +103,12 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateOrg>,
 ) -> Result<(StatusCode, Json<OrgView>), ApiError> {
-    caller.require_platform_admin()?;
+    // Platform admins, or any signed-in user when self-service sign-up is on.
+    if !(caller.0.is_platform_admin()
+        || (state.config.signup_code.is_some() && caller.0.user_id().is_some()))
+    {
+        caller.require_platform_admin()?;
+    }
     let slug = match slug_param(body.slug.as_deref())? {
         Some(slug) => slug,
         None => Slug::suggest(&body.name).ok_or_else(|| {
@@ -333,4 +338,34 @@ impl axum::extract::FromRef<AppState> for Accounts {
     fn from_ref(state: &AppState) -> Self {
         state.accounts.clone()
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Invite {
+    pub email: String,
+    pub role: Role,
+}
+
+/// `POST .../invitations` (admins): the accept token is in this response
+/// only.
+pub async fn invite(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+    ApiJson(body): ApiJson<Invite>,
+) -> Result<(StatusCode, Json<crate::accounts::invitations::NewInvitation>), ApiError> {
+    let email = Email::parse(&body.email)?;
+    let invitation = accounts.invite(&access.acting(), access.org(), &email, body.role).await?;
+    Ok((StatusCode::CREATED, Json(invitation)))
+}
+
+/// `GET .../invitations` (admins), newest first.
+pub async fn list_invitations(
+    State(accounts): State<Accounts>,
+    access: OrgAccess,
+) -> Result<Json<ListResponse<crate::accounts::invitations::Invitation>>, ApiError> {
+    access.require(Role::Admin)?;
+    Ok(Json(ListResponse {
+        items: accounts.list_invitations(access.org()).await?,
+        next_cursor: None,
+    }))
 }

@@ -7,6 +7,7 @@ mod dev;
 mod flags;
 mod http;
 mod migrate;
+mod onboarding;
 mod provisioning;
 mod scoping;
 
