@@ -56,6 +56,8 @@ pub enum Command {
         #[arg(long)]
         deploy: bool,
     },
+    /// Print the OpenAPI document (the same as GET /api/openapi.json).
+    Openapi,
     /// Print the version.
     Version,
 }
@@ -423,6 +425,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Version => writeln!(out, "orgstack {}", env!("CARGO_PKG_VERSION"))?,
+        Command::Openapi => writeln!(out, "{}", crate::http::openapi_json())?,
         Command::Check { deploy } => check(&mut out, &config, deploy)?,
         Command::Serve => serve(config).await?,
         Command::Dev(args) => {

@@ -28,7 +28,7 @@ pub struct ApiError {
 #[derive(Debug, Clone)]
 pub struct InternalError(pub Arc<anyhow::Error>);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem<'a> {
     #[serde(rename = "type")]
     pub type_: String,

@@ -53,7 +53,7 @@ pub fn find(name: &str) -> Option<&'static FlagDef> {
 }
 
 /// Where an effective value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Default,
@@ -62,7 +62,7 @@ pub enum Source {
 }
 
 /// A flag's value for one org.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Effective {
     pub name: &'static str,
     pub description: &'static str,

@@ -12,13 +12,14 @@ use uuid::Uuid;
 use super::Actor;
 
 /// One audit event as listed.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

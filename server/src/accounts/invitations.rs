@@ -20,7 +20,7 @@ use super::{AccountsError, Actor, Email, Role, audit, tokens};
 pub const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// An invitation as listed (never the token).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Invitation {
     pub id: Uuid,
     pub email: String,
@@ -32,7 +32,7 @@ pub struct Invitation {
 }
 
 /// A new invitation with its token, shown once.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct NewInvitation {
     #[serde(flatten)]
     pub invitation: Invitation,

@@ -11,7 +11,7 @@ use super::auth::Accounts;
 use super::{AccountsError, Actor, Email, Role, audit, tokens, validate_name};
 
 /// A member of an org.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Member {
     pub user_id: Uuid,
     pub email: String,
@@ -21,8 +21,9 @@ pub struct Member {
 }
 
 /// One of a user's memberships.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Membership {
+    #[schema(value_type = uuid::Uuid)]
     pub org_id: OrgId,
     pub slug: String,
     pub name: String,
@@ -30,7 +31,7 @@ pub struct Membership {
 }
 
 /// An org API key as listed (never the secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,
@@ -43,7 +44,7 @@ pub struct ApiKey {
 }
 
 /// A new API key with its secret, shown once.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct NewApiKey {
     #[serde(flatten)]
     pub key: ApiKey,

@@ -10,7 +10,7 @@ pub(super) const USER_COLUMNS: &str =
     "id, email, name, is_platform_admin, is_active, last_login_at, created_at";
 
 /// A user as shown to clients (never the password hash).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,

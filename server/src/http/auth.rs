@@ -12,13 +12,13 @@ use crate::accounts::members::Membership;
 use crate::accounts::users::User;
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// The session token, shown once. Send it as `Authorization: Bearer`.
     pub token: String,
@@ -27,6 +27,7 @@ pub struct LoginResponse {
     pub user: User,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = LoginResponse), (status = 401, description = "Wrong email or password (the same for unknown emails)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many failures; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(accounts): State<Accounts>,
     ClientAddr(client): ClientAddr,
@@ -41,6 +42,7 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "Session ended"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 400, description = "Not a session (an API key)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn logout(
     State(accounts): State<Accounts>,
     Caller(caller): Caller,
@@ -61,13 +63,23 @@ pub async fn logout(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Me {
-    User { user: User, memberships: Vec<Membership> },
-    ApiKey { id: uuid::Uuid, name: String, role: crate::accounts::Role, org_id: tenancy::OrgId },
+    User {
+        user: User,
+        memberships: Vec<Membership>,
+    },
+    ApiKey {
+        id: uuid::Uuid,
+        name: String,
+        role: crate::accounts::Role,
+        #[schema(value_type = uuid::Uuid)]
+        org_id: tenancy::OrgId,
+    },
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn me(
     State(accounts): State<Accounts>,
     Caller(caller): Caller,

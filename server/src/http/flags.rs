@@ -12,12 +12,13 @@ use super::extract::{ApiJson, Caller, OrgAccess};
 use crate::error::ApiError;
 use crate::flags::{Effective, FlagState};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FlagList<T> {
     pub items: Vec<T>,
 }
 
 /// The effective value of every flag in this org.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/flags", tag = "flags", params(("org" = String, Path, description = "Org slug")), security(("bearer" = [])), responses((status = 200, body = FlagList<Effective>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn org_flags(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -25,7 +26,7 @@ pub async fn org_flags(
     Ok(Json(FlagList { items: state.flags.for_org(access.org().id).await? }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FlagOverview {
     pub name: &'static str,
     pub description: &'static str,
@@ -34,14 +35,16 @@ pub struct FlagOverview {
     pub overrides: Vec<OrgOverride>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgOverride {
+    #[schema(value_type = uuid::Uuid)]
     pub org_id: OrgId,
     pub slug: Option<String>,
     pub enabled: bool,
 }
 
 /// Every flag with its default, global value and per-org overrides.
+#[utoipa::path(get, path = "/api/v1/admin/flags", tag = "flags", security(("bearer" = [])), responses((status = 200, body = FlagList<FlagOverview>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Platform admins only", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn all(
     State(state): State<AppState>,
     caller: Caller,
@@ -59,7 +62,7 @@ pub async fn all(
     Ok(Json(FlagList { items }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SetFlag {
     pub enabled: bool,
     /// Slug of the org to override; the global value when absent.
@@ -79,6 +82,7 @@ async fn org_id(state: &AppState, slug: Option<&str>) -> Result<Option<OrgId>, A
 }
 
 /// `PUT /api/v1/admin/flags/{name}` `{enabled, org?}`.
+#[utoipa::path(put, path = "/api/v1/admin/flags/{name}", tag = "flags", params(("name" = String, Path, description = "A flag declared in code")), request_body = SetFlag, security(("bearer" = [])), responses((status = 204, description = "Set"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Platform admins only", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown flag or org", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn set(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,6 +96,7 @@ pub async fn set(
 }
 
 /// `DELETE /api/v1/admin/flags/{name}[?org=slug]`: back to the next level.
+#[utoipa::path(delete, path = "/api/v1/admin/flags/{name}", tag = "flags", params(("name" = String, Path, description = "A flag declared in code"), ("org" = Option<String>, Query, description = "Org slug; the global value when absent")), security(("bearer" = [])), responses((status = 204, description = "Back to the next level"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Platform admins only", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown flag or org", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn clear(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,12 +15,14 @@ use crate::error::ApiError;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is alive", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// 200 when both PostgreSQL and Redis answer within two seconds; otherwise
 /// 503 problem+json naming the ones that did not.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "PostgreSQL and Redis answer", body = Object), (status = 503, description = "Names what did not answer", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (postgres, redis) = tokio::join!(check_postgres(&state), check_redis(&state));
     let mut failed = Vec::new();

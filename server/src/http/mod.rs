@@ -10,6 +10,7 @@ pub mod extract;
 mod flags;
 mod health;
 mod middleware;
+mod openapi;
 mod org;
 mod orgs;
 mod signup;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+pub use openapi::json as openapi_json;
 pub use org::OrgScope;
 
 use crate::config::Config;
@@ -84,7 +86,12 @@ pub fn router(state: AppState) -> Router {
         .nest("/orgs/{org}", org_routes)
         .route("/admin/flags", get(flags::all))
         .route("/admin/flags/{name}", axum::routing::put(flags::set).delete(flags::clear));
+    let docs: Router<AppState> = Router::new().merge(
+        utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+            .url("/api/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),
+    );
     let routes = Router::new()
+        .merge(docs)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/api/v1", api);

@@ -19,18 +19,21 @@ use crate::accounts::{Email, Role, audit};
 use crate::error::ApiError;
 
 /// A list page: `items` and the cursor of the next page (`null` at the end).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListResponse<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// An org as its members see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: OrgId,
     pub slug: String,
     pub name: String,
+    /// active, suspended or deleted
+    #[schema(value_type = String, example = "active")]
     pub status: tenancy::OrgStatus,
     pub created_at: DateTime<Utc>,
     /// The caller's role in this org.
@@ -60,6 +63,7 @@ fn slug_param(raw: Option<&str>) -> Result<Option<Slug>, ApiError> {
 }
 
 /// `GET /api/v1/orgs`: the orgs the caller belongs to, by slug.
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "orgs", params(("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<OrgView>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -91,13 +95,14 @@ pub async fn list(
     Ok(Json(ListResponse { items, next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateOrg {
     pub name: String,
     pub slug: Option<String>,
 }
 
 /// `POST /api/v1/orgs`: platform admins create an org and become its owner.
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrg, security(("bearer" = [])), responses((status = 201, body = OrgView), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Only platform admins (or anyone when sign-up is open)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Slug taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid name or slug", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,17 +132,19 @@ pub async fn create(
 }
 
 /// `GET /api/v1/orgs/{org}` (viewers and up).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "Org slug")), security(("bearer" = [])), responses((status = 200, body = OrgView), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(access: OrgAccess) -> Json<OrgView> {
     Json(OrgView::new(access.org(), access.role))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateOrg {
     pub name: Option<String>,
     pub slug: Option<String>,
 }
 
 /// `PATCH /api/v1/orgs/{org}`: rename or change the slug (admins).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "Org slug")), request_body = UpdateOrg, security(("bearer" = [])), responses((status = 200, body = OrgView), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Slug taken", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -161,6 +168,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/orgs/{org}`: soft delete (owners).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "Org slug")), security(("bearer" = [])), responses((status = 204, description = "Soft-deleted"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -192,6 +200,7 @@ async fn record(
 }
 
 /// `GET .../members` (viewers and up), by email.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org slug"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<Member>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list_members(
     State(accounts): State<Accounts>,
     access: OrgAccess,
@@ -210,13 +219,14 @@ pub async fn list_members(
     Ok(Json(ListResponse { items, next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddMember {
     pub email: String,
     pub role: Role,
 }
 
 /// `POST .../members` (admins; owners to add owners).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org slug")), request_body = AddMember, security(("bearer" = [])), responses((status = 201, body = Member), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org or user", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Already a member", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(accounts): State<Accounts>,
     access: OrgAccess,
@@ -227,32 +237,35 @@ pub async fn add_member(
     Ok((StatusCode::CREATED, Json(member)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SetRole {
     pub role: Role,
 }
 
 /// `PATCH .../members/{user_id}`.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/members/{user_id}", tag = "members", params(("org" = String, Path, description = "Org slug"), ("user_id" = uuid::Uuid, Path, description = "The member's user id")), request_body = SetRole, security(("bearer" = [])), responses((status = 200, body = Member), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org or member", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "It would leave the org without an owner", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn set_role(
     State(accounts): State<Accounts>,
     access: OrgAccess,
-    Path((_, user_id)): Path<(String, Uuid)>,
+    Path(ids): Path<(String, Uuid)>,
     ApiJson(body): ApiJson<SetRole>,
 ) -> Result<Json<Member>, ApiError> {
-    Ok(Json(accounts.set_role(&access.acting(), access.org(), user_id, body.role).await?))
+    Ok(Json(accounts.set_role(&access.acting(), access.org(), ids.1, body.role).await?))
 }
 
 /// `DELETE .../members/{user_id}` (admins; anyone for themselves).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user_id}", tag = "members", params(("org" = String, Path, description = "Org slug"), ("user_id" = uuid::Uuid, Path, description = "The member's user id")), security(("bearer" = [])), responses((status = 204, description = "Removed"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org or member", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "It would leave the org without an owner", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(accounts): State<Accounts>,
     access: OrgAccess,
-    Path((_, user_id)): Path<(String, Uuid)>,
+    Path(ids): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    accounts.remove_member(&access.acting(), access.org(), user_id).await?;
+    accounts.remove_member(&access.acting(), access.org(), ids.1).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET .../api_keys` (admins), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/api_keys", tag = "api_keys", params(("org" = String, Path, description = "Org slug"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<ApiKey>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list_api_keys(
     State(accounts): State<Accounts>,
     access: OrgAccess,
@@ -273,7 +286,7 @@ pub async fn list_api_keys(
     Ok(Json(ListResponse { items, next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateApiKey {
     pub name: String,
     pub role: Role,
@@ -281,6 +294,7 @@ pub struct CreateApiKey {
 }
 
 /// `POST .../api_keys` (admins): the secret is in this response only.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/api_keys", tag = "api_keys", params(("org" = String, Path, description = "Org slug")), request_body = CreateApiKey, security(("bearer" = [])), responses((status = 201, description = "The key, with its secret shown once", body = NewApiKey), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid name or expiry", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create_api_key(
     State(accounts): State<Accounts>,
     access: OrgAccess,
@@ -300,16 +314,18 @@ pub async fn create_api_key(
 }
 
 /// `DELETE .../api_keys/{id}` (admins).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/api_keys/{key_id}", tag = "api_keys", params(("org" = String, Path, description = "Org slug"), ("key_id" = uuid::Uuid, Path, description = "The key id")), security(("bearer" = [])), responses((status = 204, description = "Revoked everywhere at once"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org or key", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn revoke_api_key(
     State(accounts): State<Accounts>,
     access: OrgAccess,
-    Path((_, key_id)): Path<(String, Uuid)>,
+    Path(ids): Path<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    accounts.revoke_api_key(&access.acting(), access.org(), key_id).await?;
+    accounts.revoke_api_key(&access.acting(), access.org(), ids.1).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET .../audit` (admins): newest first, cursor-paginated.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit", tag = "audit", params(("org" = String, Path, description = "Org slug"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<crate::accounts::audit::AuditEvent>), (status = 400, description = "Invalid limit or cursor", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list_audit(
     State(state): State<AppState>,
     access: OrgAccess,
@@ -340,7 +356,7 @@ impl axum::extract::FromRef<AppState> for Accounts {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Invite {
     pub email: String,
     pub role: Role,
@@ -348,6 +364,7 @@ pub struct Invite {
 
 /// `POST .../invitations` (admins): the accept token is in this response
 /// only.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations", tag = "orgs", params(("org" = String, Path, description = "Org slug")), request_body = Invite, security(("bearer" = [])), responses((status = 201, description = "The invitation, with its token shown once", body = crate::accounts::invitations::NewInvitation), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn invite(
     State(accounts): State<Accounts>,
     access: OrgAccess,
@@ -359,6 +376,7 @@ pub async fn invite(
 }
 
 /// `GET .../invitations` (admins), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/invitations", tag = "orgs", params(("org" = String, Path, description = "Org slug")), security(("bearer" = [])), responses((status = 200, body = ListResponse<crate::accounts::invitations::Invitation>), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list_invitations(
     State(accounts): State<Accounts>,
     access: OrgAccess,

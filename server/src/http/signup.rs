@@ -17,7 +17,7 @@ use crate::accounts::users::{NewUser, User};
 use crate::accounts::{Actor, Email, Role};
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
     pub email: String,
     pub password: String,
@@ -28,13 +28,13 @@ pub struct SignupRequest {
     pub org: Option<SignupOrg>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignupOrg {
     pub name: String,
     pub slug: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignupResponse {
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -42,8 +42,9 @@ pub struct SignupResponse {
     pub org: Option<SignedUpOrg>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignedUpOrg {
+    #[schema(value_type = uuid::Uuid)]
     pub id: OrgId,
     pub slug: String,
     pub name: String,
@@ -55,6 +56,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+#[utoipa::path(post, path = "/api/v1/signup", tag = "auth", request_body = SignupRequest, responses((status = 201, body = SignupResponse), (status = 403, description = "Sign-up closed, or wrong code", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Email or slug taken", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid email, password or slug", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn signup(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -132,7 +134,7 @@ pub async fn signup(
     ))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct AcceptRequest {
     /// For an invitee without an account: the new account's password.
     pub password: Option<String>,
@@ -140,8 +142,9 @@ pub struct AcceptRequest {
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AcceptResponse {
+    #[schema(value_type = uuid::Uuid)]
     pub org_id: OrgId,
     pub role: Role,
     pub user_id: uuid::Uuid,
@@ -166,6 +169,7 @@ impl FromRequestParts<AppState> for MaybeCaller {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/invitations/{token}/accept", tag = "orgs", params(("token" = String, Path, description = "The invitation token")), request_body(content = Option<AcceptRequest>, description = "Only to create the invited account"), responses((status = 200, body = AcceptResponse), (status = 401, description = "Neither signed in nor creating the account", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Signed in as another email", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such invitation", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The account exists: sign in first", body = crate::error::Problem, content_type = "application/problem+json"), (status = 410, description = "Already used, or expired", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn accept(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,

@@ -8,6 +8,7 @@ mod flags;
 mod http;
 mod migrate;
 mod onboarding;
+mod openapi;
 mod provisioning;
 mod scoping;
 
