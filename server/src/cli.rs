@@ -56,6 +56,12 @@ pub enum Command {
         #[arg(long)]
         deploy: bool,
     },
+    /// Load orgs, users, memberships and flags from a JSON or YAML fixture
+    /// (idempotent).
+    Seed {
+        /// The fixture (.json, .yaml or .yml).
+        file: std::path::PathBuf,
+    },
     /// Print the OpenAPI document (the same as GET /api/openapi.json).
     Openapi,
     /// Print the version.
@@ -426,6 +432,20 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Version => writeln!(out, "orgstack {}", env!("CARGO_PKG_VERSION"))?,
         Command::Openapi => writeln!(out, "{}", crate::http::openapi_json())?,
+        Command::Seed { file } => {
+            let fixture = crate::seed::read(&file)?;
+            let state = app::connect_now(config).await?;
+            let report = crate::seed::apply(&state, &fixture).await?;
+            writeln!(
+                out,
+                "seeded {}: {} orgs created, {} users created, {} memberships changed, {} flag values set",
+                file.display(),
+                report.orgs_created,
+                report.users_created,
+                report.memberships_changed,
+                report.flags_set
+            )?;
+        }
         Command::Check { deploy } => check(&mut out, &config, deploy)?,
         Command::Serve => serve(config).await?,
         Command::Dev(args) => {

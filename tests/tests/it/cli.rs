@@ -209,3 +209,80 @@ fn version_prints_the_version() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout(&out).trim(), format!("orgstack {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test]
+async fn seed_loads_a_fixture_and_is_idempotent() {
+    let ctx = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = dir.path().join("fixture.yaml");
+    std::fs::write(
+        &yaml,
+        r#"
+orgs:
+  - { name: Acme, slug: acme, flags: { webhooks: true } }
+  - { name: Beta Labs }
+users:
+  - email: ada@example.com
+    name: Ada
+    password_env: ADA_PASSWORD
+    memberships:
+      - { org: acme, role: owner }
+      - { org: beta-labs, role: viewer }
+  - email: root@example.com
+    password: root horse battery
+    platform_admin: true
+flags:
+  weekly_digest: true
+"#,
+    )
+    .expect("write");
+    let env = [("ADA_PASSWORD", "ada horse battery")];
+    let yaml_arg = yaml.to_str().expect("utf-8 path");
+    let first = run_cli(Some(&ctx), &["seed", yaml_arg], &env);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("2 orgs created, 2 users created, 2 memberships changed"),
+        "{}",
+        stdout(&first)
+    );
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64, i64, i64)>(
+            "SELECT (SELECT count(*) FROM public.orgs), (SELECT count(*) FROM public.users), \
+             (SELECT count(*) FROM public.memberships), (SELECT count(*) FROM public.feature_flags)",
+        )
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("counts")
+    };
+    let after_first = counts().await;
+    assert_eq!(after_first, (2, 2, 2, 2));
+
+    let second = run_cli(Some(&ctx), &["seed", yaml_arg], &env);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("0 orgs created, 0 users created, 0 memberships changed"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(counts().await, after_first, "no duplicates on the second run");
+
+    // The same data as JSON is also accepted; a bad fixture names the problem.
+    let json_path = dir.path().join("fixture.json");
+    std::fs::write(&json_path, r#"{"orgs": [{"name": "Acme", "slug": "acme"}]}"#).expect("write");
+    assert_eq!(
+        run_cli(Some(&ctx), &["seed", json_path.to_str().expect("utf-8")], &[]).status.code(),
+        Some(0)
+    );
+    std::fs::write(&json_path, r#"{"orgz": []}"#).expect("write");
+    let bad = run_cli(Some(&ctx), &["seed", json_path.to_str().expect("utf-8")], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("is not a valid fixture")
+            && stderr(&bad).contains("unknown field `orgz`"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let app = ctx.spawn_app().await;
+    app.login("ada@example.com", "ada horse battery").await;
+}
