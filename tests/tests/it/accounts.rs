@@ -285,10 +285,12 @@ async fn no_request_for_one_org_returns_rows_of_another() {
         "/api/v1/orgs/alpha/api_keys",
         "/api/v1/orgs/alpha/audit",
         "/api/v1/orgs/alpha/flags",
+        "/api/v1/orgs/alpha/invitations",
         "/api/v1/orgs/beta",
         "/api/v1/orgs/beta/members",
         "/api/v1/orgs/beta/api_keys",
         "/api/v1/orgs/beta/audit",
+        "/api/v1/orgs/beta/invitations",
     ];
     let mut saw_alpha = 0;
     for (label, token) in
@@ -489,9 +491,25 @@ async fn cli_user_and_member_commands() {
         Some(0)
     );
 
+    let out = run_cli(Some(&ctx), &["user", "create", "lead2@example.com"], &env);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        run_cli(Some(&ctx), &["user", "promote", "lead2@example.com"], &[]).status.code(),
+        Some(0)
+    );
+    let promoted: bool = sqlx::query_scalar(
+        "SELECT is_platform_admin FROM public.users WHERE email = 'lead2@example.com'",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .expect("row");
+    assert!(promoted);
+    let missing = run_cli(Some(&ctx), &["user", "promote", "nobody@example.com"], &[]);
+    assert_eq!((missing.status.code(), stderr(&missing).trim()), (Some(1), "error: no such user"));
+
     let list = run_cli(Some(&ctx), &["user", "list", "--json"], &[]);
     let users: Value = serde_json::from_slice(&list.stdout).expect("json");
-    assert_eq!(users.as_array().map(Vec::len), Some(2));
+    assert_eq!(users.as_array().map(Vec::len), Some(3));
 
     // Password change and deactivation end sessions; sign-in then fails.
     let app = ctx.spawn_app().await;

@@ -187,6 +187,24 @@ fn check_deploy_passes_on_a_safe_configuration() {
 }
 
 #[test]
+fn production_serve_refuses_the_development_admin_password() {
+    let env = [
+        ("ENVIRONMENT", "production"),
+        ("DATABASE_URL", "postgres://app:pw@127.0.0.1:1/orgstack"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("SECRET_KEY", "3c1f0e6e2b9a4d7c8f5e1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"),
+        ("DEFAULT_ADMIN_PASSWORD", orgstack::config::DEV_ADMIN_PASSWORD),
+    ];
+    let out = run_cli(None, &["serve"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: DEFAULT_ADMIN_PASSWORD is the development default"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn bad_configuration_names_the_variable() {
     let out = run_cli(None, &["version"], &[("DB_POOL_SIZE", "lots")]);
     assert_eq!(out.status.code(), Some(1));
