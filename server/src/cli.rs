@@ -480,7 +480,7 @@ fn check(out: &mut impl Write, config: &Config, deploy: bool) -> anyhow::Result<
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.is_production() {
         for finding in crate::check::deploy_findings(&config) {
-            if matches!(finding.setting, "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD") {
+            if finding.setting == "DEFAULT_ADMIN_PASSWORD" {
                 anyhow::bail!(
                     "{} {}; `serve` refuses to start in production (see `orgstack check --deploy`)",
                     finding.setting,
@@ -615,6 +615,11 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
             let (org, created) = match (&owner, orgs.by_slug(&slug).await?) {
                 // With --owner the command is idempotent: an existing org is reused.
                 (Some(_), Some(existing)) => ((*existing).clone(), false),
+                (Some(_), None) if role != Role::Owner => {
+                    anyhow::bail!(
+                        "a new org needs an owner: use --role owner (the default) for {slug}"
+                    )
+                }
                 _ => (orgs.create(&name, &slug).await?, true),
             };
             if let Some(email) = &owner {

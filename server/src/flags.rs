@@ -93,8 +93,14 @@ pub struct Flags {
     pool: PgPool,
     redis: fred::clients::Client,
     keys: RedisKeys,
-    snapshot: Arc<RwLock<Option<Arc<Snapshot>>>>,
+    snapshot: Arc<RwLock<Option<(Arc<Snapshot>, std::time::Instant)>>>,
+    /// Bumped on every eviction: a snapshot read before a change is not
+    /// stored after it (see `OrgRegistry`).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Snapshots also expire, so a lost announcement heals on its own.
+const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Flags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,7 +119,13 @@ pub enum FlagError {
 
 impl Flags {
     pub fn new(pool: PgPool, redis: fred::clients::Client, keys: RedisKeys) -> Self {
-        Flags { pool, redis, keys, snapshot: Arc::new(RwLock::new(None)) }
+        Flags {
+            pool,
+            redis,
+            keys,
+            snapshot: Arc::new(RwLock::new(None)),
+            generation: Default::default(),
+        }
     }
 
     /// Drops the cached values when another process changes one.
@@ -126,6 +138,7 @@ impl Flags {
     }
 
     fn evict(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(mut guard) = self.snapshot.write() {
             *guard = None;
         }
@@ -133,10 +146,12 @@ impl Flags {
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, FlagError> {
         if let Ok(guard) = self.snapshot.read()
-            && let Some(snapshot) = guard.as_ref()
+            && let Some((snapshot, loaded)) = guard.as_ref()
+            && loaded.elapsed() < SNAPSHOT_TTL
         {
             return Ok(snapshot.clone());
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let rows: Vec<(String, Option<uuid::Uuid>, bool)> =
             sqlx::query_as("SELECT name, org_id, enabled FROM public.feature_flags")
                 .fetch_all(&self.pool)
@@ -153,8 +168,10 @@ impl Flags {
             }
         }
         let snapshot = Arc::new(snapshot);
-        if let Ok(mut guard) = self.snapshot.write() {
-            *guard = Some(snapshot.clone());
+        if let Ok(mut guard) = self.snapshot.write()
+            && self.generation.load(std::sync::atomic::Ordering::Acquire) == generation
+        {
+            *guard = Some((snapshot.clone(), std::time::Instant::now()));
         }
         Ok(snapshot)
     }
@@ -225,19 +242,25 @@ impl Flags {
         let sql = if org.is_some() {
             "INSERT INTO public.feature_flags (name, org_id, enabled, updated_by) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name, org_id) WHERE org_id IS NOT NULL \
-             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by"
+             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by \
+             WHERE feature_flags.enabled IS DISTINCT FROM EXCLUDED.enabled"
         } else {
             "INSERT INTO public.feature_flags (name, org_id, enabled, updated_by) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) WHERE org_id IS NULL \
-             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by"
+             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by \
+             WHERE feature_flags.enabled IS DISTINCT FROM EXCLUDED.enabled"
         };
-        sqlx::query(sql)
+        let changed = sqlx::query(sql)
             .bind(def.name)
             .bind(org.map(|o| o.as_uuid()))
             .bind(enabled)
             .bind(actor.to_string())
             .execute(&mut *tx)
             .await?;
+        if changed.rows_affected() == 0 {
+            // Already so: nothing to record or announce.
+            return Ok(());
+        }
         let details = serde_json::json!({ "enabled": enabled, "scope": if org.is_some() { "org" } else { "global" } });
         audit::record_platform(
             &mut tx,

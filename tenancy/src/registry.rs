@@ -445,6 +445,11 @@ impl OrgRegistry {
         if self.inner.generation.load(Ordering::Acquire) == generation {
             self.inner.by_slug.insert(org.slug.to_string(), org.clone());
             self.inner.by_id.insert(org.id, org.clone());
+            // An eviction between the check and the inserts: undo them.
+            if self.inner.generation.load(Ordering::Acquire) != generation {
+                self.inner.by_slug.invalidate(org.slug.as_str());
+                self.inner.by_id.invalidate(&org.id);
+            }
         }
         org
     }

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fred::interfaces::LuaInterface;
 use fred::prelude::KeysInterface;
-use fred::types::ExpireOptions;
 use moka::sync::Cache;
 use sqlx::{PgPool, Row};
 use tenancy::{Listener, Org, OrgId, RedisKeys, invalidation};
@@ -113,6 +113,8 @@ pub(super) struct Inner {
     pub(super) keys: RedisKeys,
     session_ttl: Duration,
     principals: Cache<[u8; 32], Option<Principal>>,
+    /// Well-formed tokens that matched nothing (cleared with the rest).
+    misses: Cache<[u8; 32], ()>,
     roles: Cache<(Uuid, OrgId), Option<Role>>,
     /// Bumped on every eviction; see `OrgRegistry` for why.
     generation: AtomicU64,
@@ -133,6 +135,7 @@ impl Accounts {
                 session_ttl,
                 principals: Cache::builder().max_capacity(200_000).time_to_live(CACHE_TTL).build(),
                 roles: Cache::builder().max_capacity(200_000).time_to_live(CACHE_TTL).build(),
+                misses: Cache::builder().max_capacity(10_000).time_to_live(CACHE_TTL).build(),
                 generation: AtomicU64::new(0),
             }),
         }
@@ -159,6 +162,7 @@ impl Accounts {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.principals.invalidate_all();
         self.inner.roles.invalidate_all();
+        self.inner.misses.invalidate_all();
     }
 
     /// Evicts locally and tells every other process that sessions, keys,
@@ -186,8 +190,11 @@ impl Accounts {
         let email_id = hex(&tokens::hash(email.as_ref().map_or("-", Email::as_str)));
         let email_key = self.inner.keys.throttle_key("login-email", &email_id);
         let address_key = self.inner.keys.throttle_key("login-address", &client.to_string());
-        self.check_throttle(&email_key, MAX_FAILURES_PER_EMAIL).await?;
-        self.check_throttle(&address_key, MAX_FAILURES_PER_ADDRESS).await?;
+        // Each attempt is counted before the password is checked (and the
+        // count cleared on success), so parallel guesses cannot slip past
+        // the limit and a dropped request still counts.
+        self.reserve_attempt(&email_key, MAX_FAILURES_PER_EMAIL).await?;
+        self.reserve_attempt(&address_key, MAX_FAILURES_PER_ADDRESS).await?;
 
         let row = match &email {
             Some(email) => {
@@ -209,11 +216,11 @@ impl Accounts {
         };
         let matches = password::verify(password, stored).await;
         let Some(user_id) = user_id.filter(|_| matches) else {
-            self.count_failure(&email_key).await;
-            self.count_failure(&address_key).await;
             return Err(AccountsError::InvalidCredentials);
         };
+        // A success forgives this email's failures and this attempt.
         let _: Result<i64, _> = self.inner.redis.del(&email_key).await;
+        let _: Result<i64, _> = self.inner.redis.decr(&address_key).await;
 
         let session = self.create_session(user_id, "auth.login", client).await?;
         Ok(session)
@@ -257,25 +264,24 @@ impl Accounts {
         Ok(NewSession { token, expires_at, user })
     }
 
-    async fn check_throttle(&self, key: &str, max: i64) -> Result<(), AccountsError> {
-        let failures: Option<i64> = self.inner.redis.get(key).await?;
-        if failures.unwrap_or(0) < max {
-            return Ok(());
-        }
-        let ttl: i64 = self.inner.redis.ttl(key).await?;
-        Err(AccountsError::Throttled { retry_after_secs: ttl.max(1) as u64 })
-    }
-
-    async fn count_failure(&self, key: &str) {
-        let counted: Result<i64, _> = self.inner.redis.incr(key).await;
-        let expiry: Result<i64, _> = self
+    /// Counts one attempt under `key` (the counter expires with the
+    /// throttle window, set atomically with the increment) and refuses when
+    /// more than `max` attempts are already counted.
+    async fn reserve_attempt(&self, key: &str, max: i64) -> Result<(), AccountsError> {
+        // INCR and the expiry in one script: works on Redis 6, and a counter
+        // can never be left without a TTL (which would lock an email out).
+        const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
+             if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
+             return {n, redis.call('TTL', KEYS[1])}";
+        let (count, ttl): (i64, i64) = self
             .inner
             .redis
-            .expire(key, THROTTLE_WINDOW.as_secs() as i64, Some(ExpireOptions::NX))
-            .await;
-        if let Err(err) = counted.map(|_| ()).and(expiry.map(|_| ())) {
-            tracing::warn!(error = %err, "could not count a failed sign-in");
+            .eval(SCRIPT, vec![key.to_owned()], vec![THROTTLE_WINDOW.as_secs()])
+            .await?;
+        if count > max {
+            return Err(AccountsError::Throttled { retry_after_secs: ttl.max(1) as u64 });
         }
+        Ok(())
     }
 
     /// Ends a session.
@@ -311,18 +317,38 @@ impl Accounts {
         if let Some(principal) = self.inner.principals.get(&hash) {
             return Ok(principal.filter(|p| !p.expired(now)));
         }
+        if let Some(()) = self.inner.misses.get(&hash) {
+            return Ok(None);
+        }
         let generation = self.inner.generation.load(Ordering::Acquire);
         let principal = if token.starts_with(tokens::SESSION_PREFIX) {
             self.load_session(&hash).await?
         } else if token.starts_with(tokens::API_KEY_PREFIX) {
             self.load_api_key(&hash).await?
         } else {
-            None
+            // Not a token we issue: no query, nothing cached.
+            return Ok(None);
         };
-        if self.inner.generation.load(Ordering::Acquire) == generation {
-            self.inner.principals.insert(hash, principal.clone());
+        match &principal {
+            // Unknown tokens go to a small cache of their own, so random
+            // tokens cannot push real sessions out of the principal cache.
+            None => self.inner.misses.insert(hash, ()),
+            Some(p) => self.cache_principal(hash, p.clone(), generation),
         }
         Ok(principal.filter(|p| !p.expired(now)))
+    }
+
+    /// Caches unless an eviction happened since `generation` was read; an
+    /// eviction that lands between the check and the insert is caught by
+    /// checking again afterwards.
+    fn cache_principal(&self, key: [u8; 32], principal: Principal, generation: u64) {
+        if self.inner.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        self.inner.principals.insert(key, Some(principal));
+        if self.inner.generation.load(Ordering::Acquire) != generation {
+            self.inner.principals.invalidate(&key);
+        }
     }
 
     async fn load_session(&self, hash: &[u8; 32]) -> Result<Option<Principal>, AccountsError> {
@@ -429,8 +455,8 @@ impl Accounts {
                 })
             })
             .transpose()?;
-        if self.inner.generation.load(Ordering::Acquire) == generation {
-            self.inner.principals.insert(cache_key, principal.clone());
+        if let Some(p) = &principal {
+            self.cache_principal(cache_key, p.clone(), generation);
         }
         Ok(principal)
     }
@@ -461,6 +487,9 @@ impl Accounts {
                 let role = role.and_then(|r| r.parse().ok());
                 if self.inner.generation.load(Ordering::Acquire) == generation {
                     self.inner.roles.insert(key, role);
+                    if self.inner.generation.load(Ordering::Acquire) != generation {
+                        self.inner.roles.invalidate(&key);
+                    }
                 }
                 Ok(role)
             }

@@ -93,7 +93,7 @@ impl Accounts {
     /// Members of `org`, by email.
     pub async fn list_members(&self, org: &Org) -> Result<Vec<Member>, AccountsError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} WHERE m.org_id = $1 ORDER BY u.email"
+            "{MEMBER_SELECT} WHERE m.org_id = $1 ORDER BY u.email COLLATE \"C\""
         )))
         .bind(org.id.as_uuid())
         .fetch_all(&self.inner.pool)
@@ -307,6 +307,11 @@ impl Accounts {
     ) -> Result<NewApiKey, AccountsError> {
         require(by.role, Role::Admin, "only admins and owners manage API keys")?;
         require(by.role, role, "an API key cannot have a higher role than its creator")?;
+        if matches!(by.actor, Actor::ApiKey { .. }) {
+            return Err(AccountsError::Forbidden(
+                "API keys cannot create API keys; sign in as a user",
+            ));
+        }
         let name = validate_name(name)?;
         let (token, prefix) = tokens::new_api_key();
         let mut tx = self.inner.pool.begin().await?;
@@ -342,7 +347,7 @@ impl Accounts {
     /// An org's API keys, newest first (revoked ones included).
     pub async fn list_api_keys(&self, org: &Org) -> Result<Vec<ApiKey>, AccountsError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM public.api_keys WHERE org_id = $1 ORDER BY created_at DESC, id DESC"
+            "SELECT {KEY_COLUMNS} FROM public.api_keys WHERE org_id = $1 ORDER BY id DESC"
         )))
         .bind(org.id.as_uuid())
         .fetch_all(&self.inner.pool)
@@ -359,16 +364,24 @@ impl Accounts {
     ) -> Result<(), AccountsError> {
         require(by.role, Role::Admin, "only admins and owners manage API keys")?;
         let mut tx = self.inner.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND org_id = $2",
+        let role: String = sqlx::query_scalar(
+            "SELECT role FROM public.api_keys WHERE id = $1 AND org_id = $2 FOR UPDATE",
         )
         .bind(key_id)
         .bind(org.id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AccountsError::KeyNotFound)?;
+        let role: Role = role
+            .parse()
+            .map_err(|e: String| AccountsError::Database(sqlx::Error::Decode(e.into())))?;
+        require(by.role, role, "only owners can revoke an owner key")?;
+        sqlx::query(
+            "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1",
+        )
+        .bind(key_id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(AccountsError::KeyNotFound);
-        }
         audit::record_org(
             &mut tx,
             &org.schema(),
@@ -389,10 +402,11 @@ fn require(have: Role, need: Role, why: &'static str) -> Result<(), AccountsErro
 }
 
 /// Locks the org's owner rows (so two demotions cannot both pass the
-/// last-owner check) and counts them.
+/// last-owner check) and counts the owners who can still sign in.
 async fn lock_owners(tx: &mut PgConnection, org: OrgId) -> Result<usize, AccountsError> {
     let owners: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT user_id FROM public.memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE",
+        "SELECT m.user_id FROM public.memberships m JOIN public.users u ON u.id = m.user_id \
+         WHERE m.org_id = $1 AND m.role = 'owner' AND u.is_active FOR UPDATE OF m",
     )
     .bind(org.as_uuid())
     .fetch_all(tx)

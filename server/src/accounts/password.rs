@@ -6,7 +6,7 @@
 //! most one hash per CPU runs at a time: a burst of sign-ins queues instead
 //! of allocating 19 MiB per request.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -173,18 +173,25 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Bounds concurrent hashes to the number of CPUs.
-fn permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        tokio::sync::Semaphore::new(cpus)
-    })
+/// The permit is moved into the blocking task, so a request that is
+/// dropped mid-hash (a client that disconnects) keeps its slot until the
+/// hash really ends.
+fn permits() -> Arc<tokio::sync::Semaphore> {
+    static PERMITS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    PERMITS
+        .get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            Arc::new(tokio::sync::Semaphore::new(cpus))
+        })
+        .clone()
 }
 
 /// Hashes `password` (on the blocking pool).
 pub async fn hash(password: String) -> Result<String, AccountsError> {
-    let _permit = permits().acquire().await.map_err(|e| AccountsError::Hashing(e.to_string()))?;
+    let permit =
+        permits().acquire_owned().await.map_err(|e| AccountsError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -204,8 +211,9 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRmb3JkdW1teQ$
 /// Verifies `password` against `stored` (or against a dummy hash when there
 /// is none, taking the same time). True only for a match.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
-    let Ok(_permit) = permits().acquire().await else { return false };
+    let Ok(permit) = permits().acquire_owned().await else { return false };
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let real = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let matches = PasswordHash::new(&stored)

@@ -240,19 +240,39 @@ pub fn encode_cursor(value: &serde_json::Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
 }
 
-/// The client's address (the TCP peer; proxies come with trusted-header
-/// sign-in). `0.0.0.0` when the server was started without connect info.
+/// The client's address: the TCP peer, or, when the peer is one of
+/// `TRUSTED_PROXIES`, the rightmost `X-Forwarded-For` entry that is not a
+/// trusted proxy. `0.0.0.0` when the server was started without connect info.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    Arc<Config>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-        Ok(ClientAddr(addr))
+        let config = Arc::<Config>::from_ref(state);
+        let Some(trusted) = &config.trusted_header else { return Ok(ClientAddr(peer)) };
+        let is_proxy = |ip: &std::net::IpAddr| trusted.proxies.iter().any(|net| net.contains(ip));
+        if !is_proxy(&peer) {
+            return Ok(ClientAddr(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+            .collect::<Vec<_>>();
+        let client = forwarded.into_iter().rev().find(|ip| !is_proxy(ip)).unwrap_or(peer);
+        Ok(ClientAddr(client))
     }
 }

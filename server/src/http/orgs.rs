@@ -53,6 +53,18 @@ impl OrgView {
     }
 }
 
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
+}
+
+/// A cursor that holds the last item's sort key as a string ("" for the first page).
+fn text_cursor(page: &Page) -> Result<String, ApiError> {
+    match &page.cursor {
+        None => Ok(String::new()),
+        Some(c) => c.as_str().map(str::to_owned).ok_or_else(bad_cursor),
+    }
+}
+
 fn slug_param(raw: Option<&str>) -> Result<Option<Slug>, ApiError> {
     raw.map(|s| {
         Slug::parse(s).map_err(|e| {
@@ -69,7 +81,7 @@ pub async fn list(
     Caller(caller): Caller,
     page: Page,
 ) -> Result<Json<ListResponse<OrgView>>, ApiError> {
-    let after = page.cursor.as_ref().and_then(|c| c.as_str()).unwrap_or("").to_owned();
+    let after = text_cursor(&page)?;
     let mut items: Vec<OrgView> = match &caller {
         Principal::User { user_id, .. } => {
             let mut views = Vec::new();
@@ -206,7 +218,7 @@ pub async fn list_members(
     access: OrgAccess,
     page: Page,
 ) -> Result<Json<ListResponse<Member>>, ApiError> {
-    let after = page.cursor.as_ref().and_then(|c| c.as_str()).unwrap_or("").to_owned();
+    let after = text_cursor(&page)?;
     let mut items: Vec<Member> = accounts
         .list_members(access.org())
         .await?
@@ -272,8 +284,10 @@ pub async fn list_api_keys(
     page: Page,
 ) -> Result<Json<ListResponse<ApiKey>>, ApiError> {
     access.require(Role::Admin)?;
-    let after: Option<Uuid> =
-        page.cursor.as_ref().and_then(|c| c.as_str()).and_then(|s| s.parse().ok());
+    let after: Option<Uuid> = match &page.cursor {
+        None => None,
+        Some(c) => Some(c.as_str().and_then(|s| s.parse().ok()).ok_or_else(bad_cursor)?),
+    };
     let mut items: Vec<ApiKey> = accounts
         .list_api_keys(access.org())
         .await?
