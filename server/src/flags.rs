@@ -87,13 +87,16 @@ struct Snapshot {
     orgs: HashMap<(String, OrgId), bool>,
 }
 
+/// A snapshot and when it was read.
+type Loaded = (Arc<Snapshot>, std::time::Instant);
+
 /// Reads and changes flag values. Cheap to clone.
 #[derive(Clone)]
 pub struct Flags {
     pool: PgPool,
     redis: fred::clients::Client,
     keys: RedisKeys,
-    snapshot: Arc<RwLock<Option<(Arc<Snapshot>, std::time::Instant)>>>,
+    snapshot: Arc<RwLock<Option<Loaded>>>,
     /// Bumped on every eviction: a snapshot read before a change is not
     /// stored after it (see `OrgRegistry`).
     generation: Arc<std::sync::atomic::AtomicU64>,
