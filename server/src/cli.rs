@@ -620,7 +620,11 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
                         "a new org needs an owner: use --role owner (the default) for {slug}"
                     )
                 }
-                _ => (orgs.create(&name, &slug).await?, true),
+                _ => {
+                    let org = orgs.create(&name, &slug).await?;
+                    state.accounts.record_org_created(&Actor::Cli, &org).await?;
+                    (org, true)
+                }
             };
             if let Some(email) = &owner {
                 let user = match state.accounts.user_by_email(email).await? {

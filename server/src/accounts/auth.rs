@@ -264,6 +264,12 @@ impl Accounts {
         Ok(NewSession { token, expires_at, user })
     }
 
+    /// Counts a sign-up attempt from `client`; refused past 20 in the window.
+    pub async fn reserve_signup_attempt(&self, client: IpAddr) -> Result<(), AccountsError> {
+        let key = self.inner.keys.throttle_key("signup-address", &client.to_string());
+        self.reserve_attempt(&key, 20).await
+    }
+
     /// Counts one attempt under `key` (the counter expires with the
     /// throttle window, set atomically with the increment) and refuses when
     /// more than `max` attempts are already counted.
@@ -285,13 +291,25 @@ impl Accounts {
     }
 
     /// Ends a session.
-    pub async fn logout(&self, session_id: Uuid) -> Result<(), AccountsError> {
+    pub async fn logout(&self, actor: &Actor, session_id: Uuid) -> Result<(), AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
         sqlx::query(
             "UPDATE public.sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(session_id)
-        .execute(&self.inner.pool)
+        .execute(&mut *tx)
         .await?;
+        let target = session_id.to_string();
+        super::audit::record_platform(
+            &mut tx,
+            actor,
+            "auth.logout",
+            Some(&target),
+            None,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
         self.announce("session").await;
         Ok(())
     }

@@ -177,6 +177,26 @@ impl Accounts {
         self.member(org, user_id).await?.ok_or(AccountsError::NotMember)
     }
 
+    /// Records a new org in its own audit log and the platform's.
+    pub async fn record_org_created(&self, actor: &Actor, org: &Org) -> Result<(), AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let details = serde_json::json!({ "slug": org.slug, "name": org.name });
+        let target = org.id.to_string();
+        audit::record_org(
+            &mut tx,
+            &org.schema(),
+            actor,
+            "org.created",
+            Some(&target),
+            details.clone(),
+        )
+        .await?;
+        audit::record_platform(&mut tx, actor, "org.created", Some(&target), Some(org.id), details)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Makes `user_id` an owner of `org` (a new org's creator; `org create
     /// --owner`). Idempotent.
     pub async fn add_owner(

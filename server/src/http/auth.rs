@@ -47,9 +47,9 @@ pub async fn logout(
     State(accounts): State<Accounts>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
-    match caller {
+    match &caller {
         Principal::User { session_id: Some(session_id), .. } => {
-            accounts.logout(session_id).await?;
+            accounts.logout(&caller.actor(), *session_id).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         Principal::User { session_id: None, .. } => Err(ApiError::bad_request(

@@ -108,3 +108,34 @@ pub async fn clear(
     state.flags.clear(&caller.actor(), &name, org).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SetOrgFlag {
+    pub enabled: bool,
+}
+
+/// `PUT /api/v1/orgs/{org}/flags/{name}` `{enabled}`: an org admin sets this
+/// org's override.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/flags/{name}", tag = "flags", params(("org" = String, Path, description = "Org slug"), ("name" = String, Path, description = "A flag declared in code")), request_body = SetOrgFlag, security(("bearer" = [])), responses((status = 204, description = "Set for this org"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Admins and owners only", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown flag, or no such org / not a member", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn set_for_org(
+    State(state): State<AppState>,
+    access: OrgAccess,
+    Path(params): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetOrgFlag>,
+) -> Result<StatusCode, ApiError> {
+    access.require(crate::accounts::Role::Admin)?;
+    state.flags.set(&access.caller.actor(), &params.1, Some(access.org().id), body.enabled).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/orgs/{org}/flags/{name}`: back to the global value.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/flags/{name}", tag = "flags", params(("org" = String, Path, description = "Org slug"), ("name" = String, Path, description = "A flag declared in code")), security(("bearer" = [])), responses((status = 204, description = "Override removed"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Admins and owners only", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown flag, or no such org / not a member", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn clear_for_org(
+    State(state): State<AppState>,
+    access: OrgAccess,
+    Path(params): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    access.require(crate::accounts::Role::Admin)?;
+    state.flags.clear(&access.caller.actor(), &params.1, Some(access.org().id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api_keys/{key_id}", axum::routing::delete(orgs::revoke_api_key))
         .route("/audit", get(orgs::list_audit))
         .route("/flags", get(flags::org_flags))
+        .route("/flags/{name}", axum::routing::put(flags::set_for_org).delete(flags::clear_for_org))
         .route("/invitations", get(orgs::list_invitations).post(orgs::invite));
     let api = Router::new()
         .route("/auth/login", post(auth::login))

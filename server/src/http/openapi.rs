@@ -40,6 +40,8 @@ use super::{auth, flags, health, orgs, signup};
         orgs::invite,
         orgs::list_invitations,
         flags::org_flags,
+        flags::set_for_org,
+        flags::clear_for_org,
         flags::all,
         flags::set,
         flags::clear,

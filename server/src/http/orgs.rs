@@ -137,6 +137,7 @@ pub async fn create(
         })?,
     };
     let org = state.orgs.create(&body.name, &slug).await?;
+    state.accounts.record_org_created(&caller.actor(), &org).await?;
     if let Some(user_id) = caller.0.user_id() {
         state.accounts.add_owner(&caller.actor(), &org, user_id).await?;
     }
@@ -165,16 +166,22 @@ pub async fn update(
     access.require(Role::Admin)?;
     let new_slug = slug_param(body.slug.as_deref())?;
     let mut org = access.org().clone();
-    if let Some(name) = body.name.as_deref().filter(|n| *n != org.name) {
-        let before = org.name.clone();
-        org = state.orgs.rename(&org.slug, name).await?;
-        record(&state, &access, "org.renamed", json!({ "from": before, "to": org.name })).await?;
+    let name = body.name.as_deref().filter(|n| *n != org.name);
+    if name.is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
+        return Err(tenancy::TenancyError::InvalidName.into());
     }
+    // The slug first: it is the change that can be refused (taken), and a
+    // refusal then leaves the org exactly as it was.
     if let Some(new_slug) = new_slug.filter(|s| *s != org.slug) {
         let before = org.slug.to_string();
         org = state.orgs.change_slug(&org.slug, &new_slug).await?;
         record(&state, &access, "org.slug_changed", json!({ "from": before, "to": org.slug }))
             .await?;
+    }
+    if let Some(name) = name {
+        let before = org.name.clone();
+        org = state.orgs.rename(&org.slug, name).await?;
+        record(&state, &access, "org.renamed", json!({ "from": before, "to": org.name })).await?;
     }
     Ok(Json(OrgView::new(&org, access.role)))
 }
@@ -186,8 +193,9 @@ pub async fn delete(
     access: OrgAccess,
 ) -> Result<StatusCode, ApiError> {
     access.require(Role::Owner)?;
-    record(&state, &access, "org.deleted", json!({})).await?;
     state.orgs.soft_delete(&access.org().slug).await?;
+    // The schema stays until purge, so the event lands in the org's log.
+    record(&state, &access, "org.deleted", json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -112,6 +112,7 @@ pub async fn signup(
         (Some(org), Some(slug)) => {
             let created = state.orgs.create(&org.name, &slug).await?;
             let actor = Actor::User { id: user.id, email: user.email.clone() };
+            state.accounts.record_org_created(&actor, &created).await?;
             state.accounts.add_owner(&actor, &created, user.id).await?;
             Some(SignedUpOrg {
                 id: created.id,
