@@ -38,36 +38,9 @@ impl Accounts {
         actor: &Actor,
         new: NewUser<'_>,
     ) -> Result<User, AccountsError> {
-        let name = if new.name.trim().is_empty() { "" } else { validate_name(new.name)? };
-        let hash = match new.password {
-            Some(pw) => {
-                password::check(&pw, new.email)?;
-                Some(password::hash(pw).await?)
-            }
-            None => None,
-        };
+        let prepared = prepare_user(new).await?;
         let mut tx = self.inner.pool.begin().await?;
-        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO public.users (id, email, name, password_hash, is_platform_admin) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
-        )))
-        .bind(Uuid::now_v7())
-        .bind(new.email.as_str())
-        .bind(name)
-        .bind(hash)
-        .bind(new.platform_admin)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(AccountsError::from_db)?;
-        audit::record_platform(
-            &mut tx,
-            actor,
-            "user.created",
-            Some(&user.id.to_string()),
-            None,
-            serde_json::json!({ "email": user.email, "platform_admin": user.is_platform_admin }),
-        )
-        .await?;
+        let user = insert_user(&mut tx, actor, &prepared).await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -204,4 +177,61 @@ impl Accounts {
             Err(err) => Err(err),
         }
     }
+}
+
+/// A user ready to insert: name checked, password checked and hashed (the
+/// slow part, done before any transaction is opened).
+#[derive(Debug)]
+pub(super) struct PreparedUser {
+    email: String,
+    name: String,
+    hash: Option<String>,
+    platform_admin: bool,
+}
+
+pub(super) async fn prepare_user(new: NewUser<'_>) -> Result<PreparedUser, AccountsError> {
+    let name = if new.name.trim().is_empty() { "" } else { validate_name(new.name)? };
+    let hash = match new.password {
+        Some(pw) => {
+            password::check(&pw, new.email)?;
+            Some(password::hash(pw).await?)
+        }
+        None => None,
+    };
+    Ok(PreparedUser {
+        email: new.email.as_str().to_owned(),
+        name: name.to_owned(),
+        hash,
+        platform_admin: new.platform_admin,
+    })
+}
+
+/// Inserts a prepared user and its audit event in `tx`.
+pub(super) async fn insert_user(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    user: &PreparedUser,
+) -> Result<User, AccountsError> {
+    let created = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO public.users (id, email, name, password_hash, is_platform_admin) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(&user.hash)
+    .bind(user.platform_admin)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(AccountsError::from_db)?;
+    audit::record_platform(
+        tx,
+        actor,
+        "user.created",
+        Some(&created.id.to_string()),
+        None,
+        serde_json::json!({ "email": created.email, "platform_admin": created.is_platform_admin }),
+    )
+    .await?;
+    Ok(created)
 }
