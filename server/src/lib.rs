@@ -15,6 +15,7 @@ pub mod error;
 pub mod flags;
 pub mod http;
 pub mod local;
+pub mod locks;
 pub mod redis;
 pub mod seed;
 pub mod telemetry;

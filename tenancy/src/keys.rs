@@ -35,6 +35,11 @@ impl RedisKeys {
         format!("{}:flags:changed", self.prefix)
     }
 
+    /// A distributed lock on `name` (platform-wide work).
+    pub fn lock_key(&self, name: &str) -> String {
+        format!("{}:lock:{}", self.prefix, name)
+    }
+
     /// A counter key used for throttling (`kind` such as `login-email`).
     pub fn throttle_key(&self, kind: &str, subject: &str) -> String {
         format!("{}:throttle:{}:{}", self.prefix, kind, subject)

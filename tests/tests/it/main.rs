@@ -6,6 +6,7 @@ mod cli;
 mod dev;
 mod flags;
 mod http;
+mod locks;
 mod migrate;
 mod onboarding;
 mod openapi;
