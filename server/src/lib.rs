@@ -16,6 +16,7 @@ pub mod flags;
 pub mod http;
 pub mod local;
 pub mod locks;
+pub mod queue;
 pub mod redis;
 pub mod seed;
 pub mod telemetry;

@@ -35,6 +35,12 @@ impl RedisKeys {
         format!("{}:flags:changed", self.prefix)
     }
 
+    /// The Redis stream of queue `name`. The `{name}` hash tag keeps every
+    /// key of one queue in one Redis Cluster slot.
+    pub fn queue_stream(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:stream", self.prefix, name)
+    }
+
     /// A distributed lock on `name` (platform-wide work).
     pub fn lock_key(&self, name: &str) -> String {
         format!("{}:lock:{}", self.prefix, name)

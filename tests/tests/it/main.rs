@@ -11,6 +11,7 @@ mod migrate;
 mod onboarding;
 mod openapi;
 mod provisioning;
+mod queue;
 mod scoping;
 
 use std::path::PathBuf;
