@@ -11,7 +11,11 @@ use orgstack::queue::{Consumer, Queue, QueueName};
 use tenancy::RedisKeys;
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -30,7 +34,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let client = orgstack::redis::connect(&url, Duration::from_secs(5)).await?;
     let keys = RedisKeys::new(format!("bench-{}", std::process::id()));
-    let queue = Queue::open(&client, &keys, &QueueName::parse("bench").map_err(anyhow::Error::msg)?).await?;
+    let queue =
+        Queue::open(&client, &keys, &QueueName::parse("bench").map_err(anyhow::Error::msg)?)
+            .await?;
     let payload = r#"{"kind":"noop"}"#;
     let batch: Vec<&str> = vec![payload; 1_000];
 
