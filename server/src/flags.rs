@@ -264,27 +264,8 @@ impl Flags {
             // Already so: nothing to record or announce.
             return Ok(());
         }
-        let details = serde_json::json!({ "enabled": enabled, "scope": if org.is_some() { "org" } else { "global" } });
-        audit::record_platform(
-            &mut tx,
-            actor,
-            "flag.changed",
-            Some(def.name),
-            org,
-            details.clone(),
-        )
-        .await?;
-        if let Some(org) = org {
-            audit::record_org(
-                &mut tx,
-                &org.schema(),
-                actor,
-                "flag.changed",
-                Some(def.name),
-                details,
-            )
-            .await?;
-        }
+        let details = serde_json::json!({ "enabled": enabled });
+        record_change(&mut tx, actor, def.name, org, details).await?;
         tx.commit().await?;
         self.announce().await;
         Ok(())
@@ -308,27 +289,8 @@ impl Flags {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            let details = serde_json::json!({ "cleared": true, "scope": if org.is_some() { "org" } else { "global" } });
-            audit::record_platform(
-                &mut tx,
-                actor,
-                "flag.changed",
-                Some(def.name),
-                org,
-                details.clone(),
-            )
-            .await?;
-            if let Some(org) = org {
-                audit::record_org(
-                    &mut tx,
-                    &org.schema(),
-                    actor,
-                    "flag.changed",
-                    Some(def.name),
-                    details,
-                )
+            record_change(&mut tx, actor, def.name, org, serde_json::json!({ "cleared": true }))
                 .await?;
-            }
         }
         tx.commit().await?;
         self.announce().await;
@@ -340,4 +302,20 @@ impl Flags {
         invalidation::announce(&self.redis, self.keys.flags_invalidation_channel(), "flags".into())
             .await;
     }
+}
+
+/// Audits a flag change in `public` and, for an org override, in the org.
+async fn record_change(
+    tx: &mut sqlx::PgConnection,
+    actor: &Actor,
+    name: &str,
+    org: Option<OrgId>,
+    mut details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    details["scope"] = serde_json::json!(if org.is_some() { "org" } else { "global" });
+    audit::record_platform(tx, actor, "flag.changed", Some(name), org, details.clone()).await?;
+    if let Some(org) = org {
+        audit::record_org(tx, &org.schema(), actor, "flag.changed", Some(name), details).await?;
+    }
+    Ok(())
 }

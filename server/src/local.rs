@@ -346,7 +346,8 @@ fn as_user(cmd: &mut Command, user: Option<&User>, dir: &Path) {
     cmd.current_dir(dir);
     if let Some(user) = user {
         cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-        cmd.env("HOME", &user.dir);
+        // Its own home, not root's.
+        cmd.envs([("HOME", &user.dir)]);
     }
 }
 
