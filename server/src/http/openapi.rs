@@ -47,7 +47,7 @@ use super::{auth, flags, health, orgs, signup};
         flags::clear,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "auth", description = "Sign-in, sessions, sign-up"),
@@ -76,6 +76,64 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Errors any operation of a kind can answer, added to each so the
+/// document lists them all without repeating them in every annotation:
+/// 503 `database_busy` everywhere but `/healthz`; 415 and 422 for a JSON
+/// body (wrong media type, fields that do not parse); 400 for paginated
+/// lists (`invalid_limit`, `invalid_cursor`).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_JSON,
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if path != "/healthz" {
+                    responses.entry("503".into()).or_insert_with(|| {
+                        problem("PostgreSQL or Redis is unavailable or overloaded; retry shortly")
+                            .into()
+                    });
+                }
+                if operation.request_body.is_some() {
+                    responses
+                        .entry("415".into())
+                        .or_insert_with(|| problem("The body is not application/json").into());
+                    responses.entry("422".into()).or_insert_with(|| {
+                        problem("The body does not match the schema, or a value is invalid").into()
+                    });
+                }
+                let paginated = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|params| params.iter().any(|p| p.name == "cursor"));
+                if paginated {
+                    responses
+                        .entry("400".into())
+                        .or_insert_with(|| problem("Invalid limit or cursor").into());
+                }
+            }
+        }
     }
 }
 
