@@ -28,6 +28,10 @@ export REDIS_URL=$(grep -o 'redis://[^ ]*' "$DIR/dev.log" | head -1)
 
 PASSWORD='bench horse battery staple'
 ORGSTACK_PASSWORD=$PASSWORD "$BIN" org create "Bench" --slug bench --owner bench@example.com >/dev/null
+# 64 more accounts for the login run: attempts on one account run one at a
+# time (the throttle's per-email turn), so a throughput run uses many.
+{ echo "users:"; for i in $(seq 0 63); do echo "  - { email: login$i@example.com, password_env: BENCH_PASSWORD }"; done; } > "$DIR/users.yaml"
+BENCH_PASSWORD=$PASSWORD "$BIN" seed "$DIR/users.yaml" >/dev/null
 login_body="{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}"
 TOKEN=$(curl -sf -H 'content-type: application/json' -d "$login_body" "$BASE/api/v1/auth/login" | sed 's/.*"token":"\([^"]*\)".*/\1/')
 KEY=$(curl -sf -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
@@ -38,9 +42,10 @@ xacts() { psql "$DATABASE_URL" -Atc "SELECT xact_commit + xact_rollback FROM pg_
 run() { # label, then wrk arguments
   local label=$1; shift
   local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
-  printf '%-28s %10s req/s   p50 %8s   p99 %8s\n' "$label" \
+  printf '%-28s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$label" \
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $5}' <<<"$out" | grep . || echo 0)"
 }
 
 echo "server RSS before: $(rss)"
@@ -54,9 +59,13 @@ run "GET /orgs/bench (API key)" -H "authorization: Bearer $KEY" "$BASE/api/v1/or
 after=$(xacts)
 echo "PostgreSQL transactions during both authenticated runs: $((after - before))"
 cat > "$DIR/login.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$login_body'
-wrk.headers["Content-Type"] = "application/json"
+-- Each connection signs in as its own account (64 accounts).
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"email":"login%d@example.com","password":"$PASSWORD"}', n % 64)
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, body)
+end
 LUA
 run "POST /auth/login" -s "$DIR/login.lua" "$BASE/api/v1/auth/login"
 echo "server RSS right after: $(rss)"

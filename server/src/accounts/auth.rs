@@ -190,13 +190,37 @@ impl Accounts {
         let email_id = hex(&tokens::hash(email.as_ref().map_or("-", Email::as_str)));
         let email_key = self.inner.keys.throttle_key("login-email", &email_id);
         let address_key = self.inner.keys.throttle_key("login-address", &client.to_string());
-        // Each attempt is counted before the password is checked (and the
-        // count cleared on success), so parallel guesses cannot slip past
-        // the limit and a dropped request still counts.
-        self.reserve_attempt(&email_key, MAX_FAILURES_PER_EMAIL).await?;
-        self.reserve_attempt(&address_key, MAX_FAILURES_PER_ADDRESS).await?;
+        // Attempts on one email run one at a time (a short Redis lock), and
+        // each is counted before its password is checked: parallel guesses
+        // cannot slip past the limit, and a request dropped mid-check still
+        // counts. Per address only failures count (after the check), so
+        // many people behind one address signing in at once are not refused.
+        self.refuse_if_throttled(&address_key, MAX_FAILURES_PER_ADDRESS).await?;
+        let locks = crate::locks::Locks::new(self.inner.redis.clone(), self.inner.keys.clone());
+        let Some(turn) = locks
+            .acquire(&format!("login:{email_id}"), Duration::from_secs(10), Duration::from_secs(5))
+            .await?
+        else {
+            return Err(AccountsError::Throttled { retry_after_secs: 1 });
+        };
+        let outcome = self.check_password(email.as_ref(), password, &email_key, &address_key).await;
+        let _ = turn.release().await;
+        let user_id = outcome?;
+        let session = self.create_session(user_id, "auth.login", client).await?;
+        Ok(session)
+    }
 
-        let row = match &email {
+    /// The password check of [`Accounts::login`], run while holding the
+    /// email's turn.
+    async fn check_password(
+        &self,
+        email: Option<&Email>,
+        password: String,
+        email_key: &str,
+        address_key: &str,
+    ) -> Result<Uuid, AccountsError> {
+        self.count_attempt(email_key, MAX_FAILURES_PER_EMAIL).await?;
+        let row = match email {
             Some(email) => {
                 sqlx::query(
                     "SELECT id, password_hash, is_active FROM public.users WHERE email = $1",
@@ -216,14 +240,14 @@ impl Accounts {
         };
         let matches = password::verify(password, stored).await;
         let Some(user_id) = user_id.filter(|_| matches) else {
+            if let Err(err) = self.count_attempt(address_key, i64::MAX).await {
+                tracing::warn!(error = %err, "could not count a failed sign-in");
+            }
             return Err(AccountsError::InvalidCredentials);
         };
-        // A success forgives this email's failures and this attempt.
-        let _: Result<i64, _> = self.inner.redis.del(&email_key).await;
-        let _: Result<i64, _> = self.inner.redis.decr(&address_key).await;
-
-        let session = self.create_session(user_id, "auth.login", client).await?;
-        Ok(session)
+        // A success forgives this email's failures (and this attempt).
+        let _: Result<i64, _> = self.inner.redis.del(email_key).await;
+        Ok(user_id)
     }
 
     /// Starts a session for `user_id` (after a sign-in, signup or accepted
@@ -267,13 +291,23 @@ impl Accounts {
     /// Counts a sign-up attempt from `client`; refused past 20 in the window.
     pub async fn reserve_signup_attempt(&self, client: IpAddr) -> Result<(), AccountsError> {
         let key = self.inner.keys.throttle_key("signup-address", &client.to_string());
-        self.reserve_attempt(&key, 20).await
+        self.count_attempt(&key, 20).await
+    }
+
+    /// Refuses when more than `max` attempts are already counted under `key`.
+    async fn refuse_if_throttled(&self, key: &str, max: i64) -> Result<(), AccountsError> {
+        let count: Option<i64> = self.inner.redis.get(key).await?;
+        if count.unwrap_or(0) < max {
+            return Ok(());
+        }
+        let ttl: i64 = self.inner.redis.ttl(key).await?;
+        Err(AccountsError::Throttled { retry_after_secs: ttl.max(1) as u64 })
     }
 
     /// Counts one attempt under `key` (the counter expires with the
     /// throttle window, set atomically with the increment) and refuses when
     /// more than `max` attempts are already counted.
-    async fn reserve_attempt(&self, key: &str, max: i64) -> Result<(), AccountsError> {
+    async fn count_attempt(&self, key: &str, max: i64) -> Result<(), AccountsError> {
         // INCR and the expiry in one script: works on Redis 6, and a counter
         // can never be left without a TTL (which would lock an email out).
         const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \

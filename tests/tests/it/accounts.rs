@@ -115,6 +115,33 @@ async fn parallel_guesses_cannot_slip_past_the_throttle() {
 }
 
 #[tokio::test]
+async fn parallel_correct_sign_ins_are_not_throttled() {
+    let ctx = TestContext::new().await;
+    ctx.user("ada@example.com", PW, false).await;
+    for i in 0..8 {
+        ctx.user(&format!("user{i}@example.com"), PW, false).await;
+    }
+    let app = ctx.spawn_app().await;
+    // Several sessions for one account at once (a user on many devices),
+    // and many accounts behind one address (an office NAT).
+    let same = (0..8).map(|_| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": "ada@example.com", "password": PW })),
+        )
+    });
+    let many = (0..8).map(|i| {
+        let body = json!({ "email": format!("user{i}@example.com"), "password": PW });
+        app.call(Method::POST, "/api/v1/auth/login", None, Some(body))
+    });
+    let statuses: Vec<u16> =
+        futures::future::join_all(same.chain(many)).await.into_iter().map(|(s, _)| s).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[tokio::test]
 async fn revocation_reaches_a_second_server_within_a_second() {
     let ctx = TestContext::new().await;
     ctx.user("ada@example.com", PW, false).await;
