@@ -163,18 +163,7 @@ impl Accounts {
             .await
             .map_err(AccountsError::from_db)?;
         let details = serde_json::json!({ "email": email.as_str(), "role": role });
-        audit::record_org(
-            &mut tx,
-            &org.schema(),
-            &by.actor,
-            "member.added",
-            Some(&user_id.to_string()),
-            details,
-        )
-        .await?;
-        tx.commit().await?;
-        self.announce("membership").await;
-        self.member(org, user_id).await?.ok_or(AccountsError::NotMember)
+        self.finish_member_change(tx, by, org, user_id, "member.added", details).await
     }
 
     /// Records a new org in its own audit log and the platform's.
@@ -259,15 +248,23 @@ impl Accounts {
             .execute(&mut *tx)
             .await?;
         let details = serde_json::json!({ "from": current, "to": role });
-        audit::record_org(
-            &mut tx,
-            &org.schema(),
-            &by.actor,
-            "member.role_changed",
-            Some(&user_id.to_string()),
-            details,
-        )
-        .await?;
+        self.finish_member_change(tx, by, org, user_id, "member.role_changed", details).await
+    }
+
+    /// Audits a membership change, commits it, tells every process, and
+    /// returns the member as it now is.
+    async fn finish_member_change(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        by: &Acting,
+        org: &Org,
+        user_id: Uuid,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<Member, AccountsError> {
+        let target = user_id.to_string();
+        audit::record_org(&mut tx, &org.schema(), &by.actor, action, Some(&target), details)
+            .await?;
         tx.commit().await?;
         self.announce("membership").await;
         self.member(org, user_id).await?.ok_or(AccountsError::NotMember)

@@ -81,28 +81,9 @@ impl Accounts {
     ) -> Result<User, AccountsError> {
         password::check(&new, email)?;
         let hash = password::hash(new).await?;
-        let mut tx = self.inner.pool.begin().await?;
-        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "UPDATE public.users SET password_hash = $2, updated_at = now() WHERE email = $1 RETURNING {USER_COLUMNS}"
-        )))
-        .bind(email.as_str())
-        .bind(hash)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AccountsError::UserNotFound)?;
-        self.revoke_sessions_of(&mut tx, user.id).await?;
-        audit::record_platform(
-            &mut tx,
-            actor,
-            "user.password_changed",
-            Some(&user.id.to_string()),
-            None,
-            serde_json::json!({}),
-        )
-        .await?;
-        tx.commit().await?;
-        self.announce("user").await;
-        Ok(user)
+        let change =
+            Change { assignment: "password_hash = $2", value: Some(hash), end_sessions: true };
+        self.update_user(actor, email, change, "user.password_changed").await
     }
 
     /// Deactivates a user: no sign-in, every session ended at once.
@@ -111,42 +92,42 @@ impl Accounts {
         actor: &Actor,
         email: &Email,
     ) -> Result<User, AccountsError> {
-        self.set_flag(actor, email, "is_active = false", "user.deactivated", true).await
+        let change = Change { assignment: "is_active = false", value: None, end_sessions: true };
+        self.update_user(actor, email, change, "user.deactivated").await
     }
 
     /// Makes a user a platform admin.
     pub async fn promote_user(&self, actor: &Actor, email: &Email) -> Result<User, AccountsError> {
-        self.set_flag(actor, email, "is_platform_admin = true", "user.promoted", false).await
+        let change =
+            Change { assignment: "is_platform_admin = true", value: None, end_sessions: false };
+        self.update_user(actor, email, change, "user.promoted").await
     }
 
-    async fn set_flag(
+    /// Applies `change` to the user with `email`, ends their sessions if
+    /// asked, audits it as `action` and tells every process.
+    async fn update_user(
         &self,
         actor: &Actor,
         email: &Email,
-        assignment: &'static str,
+        change: Change,
         action: &'static str,
-        end_sessions: bool,
     ) -> Result<User, AccountsError> {
         let mut tx = self.inner.pool.begin().await?;
-        let user = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
-            "UPDATE public.users SET {assignment}, updated_at = now() WHERE email = $1 RETURNING {USER_COLUMNS}"
-        )))
-        .bind(email.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AccountsError::UserNotFound)?;
-        if end_sessions {
+        let sql = format!(
+            "UPDATE public.users SET {}, updated_at = now() WHERE email = $1 RETURNING {USER_COLUMNS}",
+            change.assignment
+        );
+        let mut query = sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(email.as_str());
+        if let Some(value) = change.value {
+            query = query.bind(value);
+        }
+        let user = query.fetch_optional(&mut *tx).await?.ok_or(AccountsError::UserNotFound)?;
+        if change.end_sessions {
             self.revoke_sessions_of(&mut tx, user.id).await?;
         }
-        audit::record_platform(
-            &mut tx,
-            actor,
-            action,
-            Some(&user.id.to_string()),
-            None,
-            serde_json::json!({}),
-        )
-        .await?;
+        let target = user.id.to_string();
+        audit::record_platform(&mut tx, actor, action, Some(&target), None, serde_json::json!({}))
+            .await?;
         tx.commit().await?;
         self.announce("user").await;
         Ok(user)
@@ -234,4 +215,12 @@ pub(super) async fn insert_user(
     )
     .await?;
     Ok(created)
+}
+
+/// One change to a user row: a fixed SQL assignment (`$2` is `value`).
+#[derive(Debug)]
+struct Change {
+    assignment: &'static str,
+    value: Option<String>,
+    end_sessions: bool,
 }

@@ -25,6 +25,19 @@ pub struct ListResponse<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> ListResponse<T> {
+    /// The first `limit` of `items` (already sorted and past the cursor;
+    /// one more than `limit` means there is a next page), with the cursor
+    /// made from the last item's sort key.
+    fn page(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> serde_json::Value) -> Json<Self> {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor =
+            more.then(|| items.last().map(|item| encode_cursor(&key(item)))).flatten();
+        Json(ListResponse { items, next_cursor })
+    }
+}
+
 /// An org as its members see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgView {
@@ -101,10 +114,7 @@ pub async fn list(
     };
     items.retain(|o| o.slug.as_str() > after.as_str());
     items.sort_by(|a, b| a.slug.cmp(&b.slug));
-    let more = items.len() > page.limit as usize;
-    items.truncate(page.limit as usize);
-    let next_cursor = more.then(|| items.last().map(|o| encode_cursor(&json!(o.slug)))).flatten();
-    Ok(Json(ListResponse { items, next_cursor }))
+    Ok(ListResponse::page(items, page.limit, |o| json!(o.slug)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -227,16 +237,13 @@ pub async fn list_members(
     page: Page,
 ) -> Result<Json<ListResponse<Member>>, ApiError> {
     let after = text_cursor(&page)?;
-    let mut items: Vec<Member> = accounts
+    let items: Vec<Member> = accounts
         .list_members(access.org())
         .await?
         .into_iter()
         .filter(|m| m.email.as_str() > after.as_str())
         .collect();
-    let more = items.len() > page.limit as usize;
-    items.truncate(page.limit as usize);
-    let next_cursor = more.then(|| items.last().map(|m| encode_cursor(&json!(m.email)))).flatten();
-    Ok(Json(ListResponse { items, next_cursor }))
+    Ok(ListResponse::page(items, page.limit, |m| json!(m.email)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -296,16 +303,13 @@ pub async fn list_api_keys(
         None => None,
         Some(c) => Some(c.as_str().and_then(|s| s.parse().ok()).ok_or_else(bad_cursor)?),
     };
-    let mut items: Vec<ApiKey> = accounts
+    let items: Vec<ApiKey> = accounts
         .list_api_keys(access.org())
         .await?
         .into_iter()
         .filter(|k| after.is_none_or(|after| k.id < after))
         .collect();
-    let more = items.len() > page.limit as usize;
-    items.truncate(page.limit as usize);
-    let next_cursor = more.then(|| items.last().map(|k| encode_cursor(&json!(k.id)))).flatten();
-    Ok(Json(ListResponse { items, next_cursor }))
+    Ok(ListResponse::page(items, page.limit, |k| json!(k.id)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -362,14 +366,10 @@ pub async fn list_audit(
         .map_err(|_| {
             ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
         })?;
-    let mut items =
+    let items =
         audit::list_org(&state.db, access.scope.schema(), cursor, u64::from(page.limit) + 1)
             .await?;
-    let more = items.len() > page.limit as usize;
-    items.truncate(page.limit as usize);
-    let next_cursor =
-        more.then(|| items.last().map(|e| encode_cursor(&json!([e.occurred_at, e.id])))).flatten();
-    Ok(Json(ListResponse { items, next_cursor }))
+    Ok(ListResponse::page(items, page.limit, |e| json!([e.occurred_at, e.id])))
 }
 
 impl axum::extract::FromRef<AppState> for Accounts {
