@@ -44,7 +44,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         redis.clone(),
         RedisKeys::new(&config.redis_key_prefix),
     );
-    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags })
+    let jobs = crate::jobs::Jobs::new(
+        db.clone(),
+        redis.clone(),
+        RedisKeys::new(&config.redis_key_prefix),
+        orgs.clone(),
+        crate::jobs::Registry::standard(),
+        config.jobs.clone(),
+    );
+    let hub = crate::jobs::events::Hub::new(redis.clone());
+    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags, jobs, hub })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).

@@ -68,6 +68,15 @@ pub struct Config {
     /// `AUTH_TRUSTED_HEADER` + `TRUSTED_PROXIES`: sign-in by a header set by
     /// a trusted reverse proxy (e.g. `X-NetID` behind a campus SSO proxy).
     pub trusted_header: Option<TrustedHeader>,
+    /// `JOB_VISIBILITY_TIMEOUT_SECS`, `JOB_RETRY_BACKOFF_MS`,
+    /// `JOB_RETRY_MAX_SECS`, `JOB_SWEEP_INTERVAL_SECS`, `JOB_RETENTION_DAYS`.
+    pub jobs: crate::jobs::JobsConfig,
+    /// `WORKER_CONCURRENCY`: jobs a worker runs at once unless
+    /// `--concurrency` says otherwise.
+    pub worker_concurrency: usize,
+    /// `WORKER_QUEUES`: queues a worker fetches from unless `--queues` says
+    /// otherwise (`name[:weight],...`); default: every registered kind's queue.
+    pub worker_queues: Option<String>,
 }
 
 /// Trusted-header sign-in settings.
@@ -237,6 +246,46 @@ impl Config {
             ),
             signup_code: get("SIGNUP_CODE").map(SecretString::from),
             trusted_header,
+            jobs: crate::jobs::JobsConfig {
+                visibility_timeout: Duration::from_secs(parse_int(
+                    &get,
+                    "JOB_VISIBILITY_TIMEOUT_SECS",
+                    30,
+                    1,
+                    86_400,
+                )?),
+                retry_backoff: Duration::from_millis(parse_int(
+                    &get,
+                    "JOB_RETRY_BACKOFF_MS",
+                    1000,
+                    1,
+                    3_600_000,
+                )?),
+                retry_max: Duration::from_secs(parse_int(
+                    &get,
+                    "JOB_RETRY_MAX_SECS",
+                    3600,
+                    1,
+                    7 * 86_400,
+                )?),
+                sweep_interval: Duration::from_secs(parse_int(
+                    &get,
+                    "JOB_SWEEP_INTERVAL_SECS",
+                    60,
+                    1,
+                    86_400,
+                )?),
+                retention_days: parse_int(&get, "JOB_RETENTION_DAYS", 14, 1, 3650)?,
+            },
+            worker_concurrency: parse_int(&get, "WORKER_CONCURRENCY", 10, 1, 10_000)?,
+            worker_queues: match get("WORKER_QUEUES") {
+                None => None,
+                Some(spec) => {
+                    crate::jobs::worker::WorkerOptions::parse_queues(&spec)
+                        .map_err(|why| ConfigError::new("WORKER_QUEUES", Some(&spec), why))?;
+                    Some(spec)
+                }
+            },
         })
     }
 

@@ -134,6 +134,18 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         None => state.orgs.create("Demo", &demo).await?,
     };
     let admin = crate::app::ensure_default_admin(&state).await?;
+    let worker_options = crate::jobs::worker::WorkerOptions {
+        queues: match &state.config.worker_queues {
+            Some(spec) => crate::jobs::worker::WorkerOptions::parse_queues(spec)
+                .map_err(anyhow::Error::msg)?,
+            None => state.jobs.registry().queues().into_iter().map(|q| (q, 1)).collect(),
+        },
+        concurrency: state.config.worker_concurrency,
+        autoscale: None,
+        shutdown_timeout: state.config.shutdown_timeout,
+    };
+    let worker_queues =
+        worker_options.queues.iter().map(|(q, _)| q.to_string()).collect::<Vec<_>>().join(",");
     let listeners = crate::app::listen(&state).await?;
     let redis = state.redis.clone();
     let listener = tokio::net::TcpListener::bind(bind)
@@ -182,12 +194,40 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         (None, Some(email)) => println!("  Admin       {email} (sign in: POST /api/v1/auth/login)"),
         (None, None) => {}
     }
+    println!(
+        "  Worker      queues {} ({} at once), and the scheduler, in this process",
+        worker_queues, worker_options.concurrency
+    );
     println!("Press Ctrl-C to stop.");
     println!();
 
+    // A worker and the scheduler run beside the API until it stops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = tokio::spawn(
+        crate::jobs::worker::Worker::new(state.jobs.clone(), worker_options)
+            .run(stopped(stop_rx.clone())),
+    );
+    let scheduler = tokio::spawn(
+        crate::jobs::scheduler::Scheduler::new(state.jobs.clone(), Default::default())
+            .run(stopped(stop_rx)),
+    );
     let result =
         crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
             .await;
+    let _ = stop_tx.send(true);
+    match worker.await {
+        Ok(Err(err)) => {
+            tracing::warn!(error = format!("{err:#}"), "the worker stopped with an error")
+        }
+        Err(err) => tracing::warn!(error = %err, "the worker task failed"),
+        Ok(Ok(_)) => {}
+    }
+    if let Ok(Err(err)) = scheduler.await {
+        tracing::warn!(error = format!("{err:#}"), "the scheduler stopped with an error");
+    }
     listeners.stop().await;
     let _ = redis.quit().await;
     tokio::task::block_in_place(|| services.stop());

@@ -198,6 +198,33 @@ impl From<crate::flags::FlagError> for ApiError {
     }
 }
 
+impl From<crate::jobs::JobsError> for ApiError {
+    fn from(err: crate::jobs::JobsError) -> Self {
+        use crate::jobs::JobsError as E;
+        let detail = err.to_string();
+        let (status, code) = match err {
+            E::Tenancy(t) => return ApiError::from(t),
+            E::Database(db) => return ApiError::from(db),
+            E::Redis(redis) => {
+                return ApiError::unavailable(
+                    "redis_unavailable",
+                    "Redis is unavailable; retry shortly.",
+                )
+                .with_cause(redis.into());
+            }
+            E::UnknownKind(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_kind"),
+            E::InvalidPayload(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payload"),
+            E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job"),
+            E::NotFound => (StatusCode::NOT_FOUND, "job_not_found"),
+            E::ScheduleNotFound => (StatusCode::NOT_FOUND, "schedule_not_found"),
+            E::WrongStatus { .. } => (StatusCode::CONFLICT, "wrong_job_status"),
+            E::UniqueKeyTaken(_) => (StatusCode::CONFLICT, "unique_key_taken"),
+            E::ScheduleNameTaken(_) => (StatusCode::CONFLICT, "schedule_name_taken"),
+        };
+        ApiError::new(status, code, detail)
+    }
+}
+
 /// A problem+json response for `status` with a stable `code`.
 pub fn problem_response(status: StatusCode, code: &str, detail: &str) -> Response {
     let problem = Problem {

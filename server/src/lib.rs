@@ -14,6 +14,7 @@ pub mod dev;
 pub mod error;
 pub mod flags;
 pub mod http;
+pub mod jobs;
 pub mod local;
 pub mod locks;
 pub mod queue;

@@ -91,4 +91,44 @@ fn describe() {
         "PostgreSQL pool size limit (DB_POOL_SIZE)"
     );
     metrics::describe_gauge!("orgstack_orgs", "Orgs by status");
+    metrics::describe_counter!("orgstack_jobs_enqueued_total", "Jobs enqueued, by queue and kind");
+    metrics::describe_counter!(
+        "orgstack_jobs_started_total",
+        "Job runs started, by queue and kind"
+    );
+    metrics::describe_counter!(
+        "orgstack_jobs_finished_total",
+        "Job runs ended, by queue, kind and outcome (succeeded, retried, dead, cancelled, interrupted)"
+    );
+    metrics::describe_counter!("orgstack_jobs_retried_total", "Failed runs that will be retried");
+    metrics::describe_counter!("orgstack_jobs_dead_total", "Jobs that ran out of attempts");
+    metrics::describe_counter!(
+        "orgstack_jobs_reclaimed_total",
+        "Queue entries taken over from a lost worker after the visibility timeout"
+    );
+    metrics::describe_histogram!(
+        "orgstack_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Job run time by queue and kind"
+    );
+    metrics::describe_counter!("orgstack_schedules_fired_total", "Org schedule ticks fired");
+    metrics::describe_gauge!("orgstack_queue_depth", "Entries waiting in a queue");
+    metrics::describe_gauge!(
+        "orgstack_queue_in_flight",
+        "Entries fetched and not yet acknowledged"
+    );
+    metrics::describe_gauge!(
+        "orgstack_queue_scheduled",
+        "Delayed entries and retries waiting for their time"
+    );
+    metrics::describe_gauge!("orgstack_queue_dead", "Dead jobs of a queue");
+    metrics::describe_gauge!(
+        "orgstack_queue_oldest_age_seconds",
+        "Age of the oldest entry waiting in a queue"
+    );
+    metrics::describe_gauge!("orgstack_queue_paused", "1 while a queue is paused");
+    metrics::describe_gauge!("orgstack_workers", "Workers by state (live, stale) from heartbeats");
+    metrics::describe_gauge!("orgstack_workers_in_flight", "Jobs running on live workers");
+    metrics::describe_gauge!("orgstack_worker_concurrency", "Slots of this worker process");
+    metrics::describe_gauge!("orgstack_worker_in_flight", "Jobs running in this worker process");
 }

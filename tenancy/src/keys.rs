@@ -41,6 +41,69 @@ impl RedisKeys {
         format!("{}:queue:{{{}}}:stream", self.prefix, name)
     }
 
+    /// The sorted set of queue `name`'s entries waiting for a time (delayed
+    /// jobs and retries after backoff), scored by due time in milliseconds.
+    pub fn queue_scheduled(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:scheduled", self.prefix, name)
+    }
+
+    /// The set of org job ids that queue `name` holds (in its stream or its
+    /// scheduled set): what the recovery sweep compares PostgreSQL against.
+    pub fn queue_index(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:jobs", self.prefix, name)
+    }
+
+    /// The sorted set of queue `name`'s dead jobs, scored by time of death.
+    pub fn queue_dead(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:dead", self.prefix, name)
+    }
+
+    /// Present while queue `name` is paused (workers do not fetch from it).
+    pub fn queue_paused(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:paused", self.prefix, name)
+    }
+
+    /// The set of every queue name ever used.
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    /// A worker's heartbeat hash.
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{}", self.prefix, id)
+    }
+
+    /// The sorted set of worker ids, scored by their last heartbeat (ms).
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    /// Pub/sub channel carrying job cancellations and worker commands.
+    pub fn worker_control_channel(&self) -> String {
+        format!("{}:workers:control", self.prefix)
+    }
+
+    /// Pub/sub channel of one org's events (job status changes).
+    pub fn org_events_channel(&self, org: OrgId) -> String {
+        format!("{}:org:{}:events", self.prefix, org)
+    }
+
+    /// Pub/sub channel of one job's live log lines.
+    pub fn job_log_channel(&self, org: OrgId, job: &str) -> String {
+        format!("{}:org:{}:job:{}:log", self.prefix, org, job)
+    }
+
+    /// The sorted set of org schedules by next due time (ms), members
+    /// `org_id:schedule_id`. Rebuilt from PostgreSQL when lost.
+    pub fn schedules_due(&self) -> String {
+        format!("{}:schedules:due", self.prefix)
+    }
+
+    /// Marks that global schedule `name` fired for the tick at `tick_ms`.
+    pub fn schedule_fired(&self, name: &str, tick_ms: i64) -> String {
+        format!("{}:schedules:fired:{}:{}", self.prefix, name, tick_ms)
+    }
+
     /// A distributed lock on `name` (platform-wide work).
     pub fn lock_key(&self, name: &str) -> String {
         format!("{}:lock:{}", self.prefix, name)

@@ -104,7 +104,7 @@ async fn run(database_url: &str, redis_url: &str, orgs: usize) -> anyhow::Result
 
     // 3. every org one migration behind, --jobs 4.
     let behind = Lineage::org().extended(&[(
-        "V2__bench_notes.sql",
+        "V900__bench_notes.sql",
         "CREATE TABLE bench_notes (id uuid PRIMARY KEY, body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());\n\
          CREATE INDEX bench_notes_created_at_idx ON bench_notes (created_at);",
     )])?;

@@ -15,7 +15,10 @@ use fred::prelude::{ClientLike, KeysInterface};
 use futures::TryStreamExt;
 use orgstack::config::Config;
 use orgstack::http::AppState;
+use orgstack::jobs::worker::{Worker, WorkerOptions, WorkerReport};
+use orgstack::jobs::{Jobs, Registry};
 use orgstack::local::{LocalPostgres, LocalRedis, PostgresOptions};
+use orgstack::queue::QueueName;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tenancy::{Lineage, OrgRegistry, RedisKeys};
 use tokio::task::JoinHandle;
@@ -137,6 +140,11 @@ fn remove_stale_scratch_dirs() {
     }
 }
 
+/// Tests reclaim a lost worker's jobs after this many seconds...
+pub const TEST_VISIBILITY_SECS: &str = "2";
+/// ...and retry failed jobs after 50 ms, doubling.
+pub const TEST_BACKOFF_MS: &str = "50";
+
 /// One test's world: its own database (public lineage applied), its own
 /// Redis key prefix, and a configuration pointing at both.
 #[derive(Debug)]
@@ -177,6 +185,8 @@ impl TestContext {
             ("DATABASE_URL", &database_url),
             ("REDIS_URL", &servers.redis_url),
             ("REDIS_KEY_PREFIX", &prefix),
+            ("JOB_VISIBILITY_TIMEOUT_SECS", TEST_VISIBILITY_SECS),
+            ("JOB_RETRY_BACKOFF_MS", TEST_BACKOFF_MS),
         ]);
         TestContext {
             db_name,
@@ -241,6 +251,59 @@ impl TestContext {
             .expect("test user")
     }
 
+    /// The job services over this context's database and Redis.
+    pub fn jobs(&self) -> Jobs {
+        Jobs::new(
+            self.pool.clone(),
+            self.redis.clone(),
+            self.keys.clone(),
+            self.registry(),
+            Registry::standard(),
+            self.config.jobs.clone(),
+        )
+    }
+
+    /// Provisions an org named after `slug`.
+    pub async fn org(&self, slug: &str) -> tenancy::Org {
+        let slug = tenancy::Slug::parse(slug).expect("test slug");
+        self.registry().create(slug.as_str(), &slug).await.expect("provision org")
+    }
+
+    /// Jobs of `org` in each status: `(status, count)`, sorted by status.
+    pub async fn job_counts(&self, org: &tenancy::Org) -> Vec<(String, i64)> {
+        let sql = format!(
+            "SELECT status, count(*) FROM {} GROUP BY status ORDER BY status",
+            org.schema().qualify("jobs")
+        );
+        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await.expect("job counts")
+    }
+
+    /// Waits until `org` has no queued, running or retry-waiting job;
+    /// panics after `within` (a failure bound, not a performance figure).
+    pub async fn drain(&self, org: &tenancy::Org, within: Duration) {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE status IN ('queued', 'running', 'failed')",
+            org.schema().qualify("jobs")
+        );
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .fetch_one(&self.pool)
+                .await
+                .expect("pending jobs");
+            if left == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{left} job(s) still unfinished in {} after {within:?}: {:?}",
+                org.slug,
+                self.job_counts(org).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Environment for running the `orgstack` binary against this context.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -248,6 +311,8 @@ impl TestContext {
             ("REDIS_URL", self.redis_url.clone()),
             ("REDIS_KEY_PREFIX", self.keys.prefix().to_owned()),
             ("RUST_LOG", "warn".to_owned()),
+            ("JOB_VISIBILITY_TIMEOUT_SECS", TEST_VISIBILITY_SECS.to_owned()),
+            ("JOB_RETRY_BACKOFF_MS", TEST_BACKOFF_MS.to_owned()),
         ]
     }
 
@@ -427,5 +492,52 @@ pub async fn spawn_app(mut config: Config) -> TestApp {
         client: reqwest::Client::new(),
         server,
         _listeners: listeners,
+    }
+}
+
+/// A worker running in this process, stopped gracefully by [`TestWorker::stop`].
+#[derive(Debug)]
+pub struct TestWorker {
+    pub id: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<WorkerReport>>,
+}
+
+impl TestWorker {
+    /// A worker on the `default` queue with `concurrency` slots.
+    pub fn start(jobs: &Jobs, concurrency: usize) -> Self {
+        Self::start_with(
+            jobs,
+            WorkerOptions {
+                queues: vec![(QueueName::default_queue(), 1)],
+                concurrency,
+                autoscale: None,
+                shutdown_timeout: Duration::from_secs(10),
+            },
+        )
+    }
+
+    pub fn start_with(jobs: &Jobs, options: WorkerOptions) -> Self {
+        let worker = Worker::new(jobs.clone(), options);
+        let id = worker.id().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        TestWorker { id, stop: Some(stop), task }
+    }
+
+    /// Asks for a graceful stop and waits for it.
+    pub async fn stop(mut self) -> WorkerReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("worker task").expect("worker run")
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -65,8 +65,8 @@ fn short(message: &str) -> String {
     message.lines().next().unwrap_or("error").chars().take(200).collect()
 }
 
-/// Prometheus text exposition. Gauges that describe state (pool, orgs) are
-/// refreshed on each scrape.
+/// Prometheus text exposition. Gauges that describe state (pool, orgs,
+/// queues, workers) are refreshed on each scrape.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let pool = &state.db;
     let idle = pool.num_idle() as f64;
@@ -80,6 +80,30 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         for (status, n) in counts {
             metrics::gauge!("orgstack_orgs", "status" => status.as_str()).set(n as f64);
         }
+    }
+    if let Ok(Ok(queues)) = tokio::time::timeout(CHECK_TIMEOUT, state.jobs.queue_stats()).await {
+        for q in queues {
+            let name = q.name.to_string();
+            metrics::gauge!("orgstack_queue_depth", "queue" => name.clone()).set(q.depth as f64);
+            metrics::gauge!("orgstack_queue_in_flight", "queue" => name.clone())
+                .set(q.in_flight as f64);
+            metrics::gauge!("orgstack_queue_scheduled", "queue" => name.clone())
+                .set(q.scheduled as f64);
+            metrics::gauge!("orgstack_queue_dead", "queue" => name.clone()).set(q.dead as f64);
+            metrics::gauge!("orgstack_queue_oldest_age_seconds", "queue" => name.clone())
+                .set(q.oldest_age_secs);
+            metrics::gauge!("orgstack_queue_paused", "queue" => name)
+                .set(f64::from(u8::from(q.paused)));
+        }
+    }
+    if let Ok(Ok(workers)) =
+        tokio::time::timeout(CHECK_TIMEOUT, crate::jobs::worker::list_workers(&state.jobs)).await
+    {
+        let live = workers.iter().filter(|w| !w.stale).count();
+        metrics::gauge!("orgstack_workers", "state" => "live").set(live as f64);
+        metrics::gauge!("orgstack_workers", "state" => "stale").set((workers.len() - live) as f64);
+        metrics::gauge!("orgstack_workers_in_flight")
+            .set(workers.iter().filter(|w| !w.stale).map(|w| w.in_flight).sum::<u64>() as f64);
     }
     let body = crate::telemetry::metrics_handle().render();
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)

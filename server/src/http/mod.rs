@@ -9,10 +9,12 @@ mod auth;
 pub mod extract;
 mod flags;
 mod health;
+mod jobs;
 mod middleware;
 mod openapi;
 mod org;
 mod orgs;
+mod schedules;
 mod signup;
 
 use std::future::Future;
@@ -44,6 +46,9 @@ pub struct AppState {
     pub orgs: OrgRegistry,
     pub accounts: crate::accounts::auth::Accounts,
     pub flags: crate::flags::Flags,
+    pub jobs: crate::jobs::Jobs,
+    /// Shared pub/sub subscriptions for WebSockets.
+    pub hub: crate::jobs::events::Hub,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,7 +81,24 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(orgs::list_audit))
         .route("/flags", get(flags::org_flags))
         .route("/flags/{name}", axum::routing::put(flags::set_for_org).delete(flags::clear_for_org))
-        .route("/invitations", get(orgs::list_invitations).post(orgs::invite));
+        .route("/invitations", get(orgs::list_invitations).post(orgs::invite))
+        .route("/jobs", get(jobs::list).post(jobs::enqueue))
+        .route("/jobs/{job_id}", get(jobs::get).delete(jobs::discard))
+        .route("/jobs/{job_id}/cancel", post(jobs::cancel))
+        .route("/jobs/{job_id}/retry", post(jobs::retry))
+        .route("/jobs/{job_id}/logs", get(jobs::logs))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{schedule_id}",
+            get(schedules::get).patch(schedules::update).delete(schedules::delete),
+        )
+        .route("/schedules/{schedule_id}/run", post(schedules::run_now))
+        .merge(
+            Router::new()
+                .route("/jobs/{job_id}/logs/ws", get(jobs::logs_ws))
+                .route("/events/ws", get(jobs::events_ws))
+                .layer(axum::middleware::from_fn(jobs::token_from_query)),
+        );
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -86,7 +108,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orgs", get(orgs::list).post(orgs::create))
         .nest("/orgs/{org}", org_routes)
         .route("/admin/flags", get(flags::all))
-        .route("/admin/flags/{name}", axum::routing::put(flags::set).delete(flags::clear));
+        .route("/admin/flags/{name}", axum::routing::put(flags::set).delete(flags::clear))
+        .route("/admin/queues", get(jobs::queues))
+        .route("/admin/workers", get(jobs::workers));
     let docs: Router<AppState> = Router::new().merge(
         utoipa_swagger_ui::SwaggerUi::new("/api/docs")
             .url("/api/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),

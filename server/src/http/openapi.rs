@@ -6,13 +6,14 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, flags, health, orgs, signup};
+use super::{auth, flags, health, jobs, orgs, schedules, signup};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Orgstack API",
-        description = "Multi-tenant SaaS backend: orgs, members, API keys, feature flags, audit. \
+        description = "Multi-tenant SaaS backend: orgs, members, API keys, feature flags, audit, \
+                       background jobs and schedules. \
                        Errors are application/problem+json (RFC 9457) with a stable `code`.",
         license(name = "Apache-2.0")
     ),
@@ -45,6 +46,23 @@ use super::{auth, flags, health, orgs, signup};
         flags::all,
         flags::set,
         flags::clear,
+        jobs::enqueue,
+        jobs::list,
+        jobs::get,
+        jobs::cancel,
+        jobs::retry,
+        jobs::discard,
+        jobs::logs,
+        jobs::logs_ws,
+        jobs::events_ws,
+        jobs::queues,
+        jobs::workers,
+        schedules::list,
+        schedules::create,
+        schedules::get,
+        schedules::update,
+        schedules::delete,
+        schedules::run_now,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth, &CommonErrors),
@@ -56,6 +74,8 @@ use super::{auth, flags, health, orgs, signup};
         (name = "api_keys", description = "Org API keys"),
         (name = "audit", description = "The org audit log"),
         (name = "flags", description = "Feature flags"),
+        (name = "jobs", description = "Background jobs, their logs and live events; queues and workers"),
+        (name = "schedules", description = "Cron schedules that enqueue jobs"),
     )
 )]
 pub struct ApiDoc;

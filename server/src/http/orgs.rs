@@ -29,7 +29,11 @@ impl<T> ListResponse<T> {
     /// The first `limit` of `items` (already sorted and past the cursor;
     /// one more than `limit` means there is a next page), with the cursor
     /// made from the last item's sort key.
-    fn page(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> serde_json::Value) -> Json<Self> {
+    pub(super) fn page(
+        mut items: Vec<T>,
+        limit: u32,
+        key: impl Fn(&T) -> serde_json::Value,
+    ) -> Json<Self> {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor =

@@ -6,12 +6,15 @@ mod cli;
 mod dev;
 mod flags;
 mod http;
+mod jobs;
+mod jobs_api;
 mod locks;
 mod migrate;
 mod onboarding;
 mod openapi;
 mod provisioning;
 mod queue;
+mod schedules;
 mod scoping;
 
 use std::path::PathBuf;
@@ -43,6 +46,46 @@ pub fn run_cli(ctx: Option<&TestContext>, args: &[&str], extra_env: &[(&str, &st
         cmd.env(k, v);
     }
     cmd.output().expect("running orgstack")
+}
+
+/// A running `orgstack` process, killed when dropped.
+#[derive(Debug)]
+pub struct CliProcess {
+    pub child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl CliProcess {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+}
+
+impl Drop for CliProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `orgstack ARGS` against `ctx` in the background (as `run_cli`,
+/// with its output discarded).
+pub fn spawn_cli(ctx: &TestContext, args: &[&str]) -> CliProcess {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = std::process::Command::new(orgstack_bin());
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in ctx.env() {
+        cmd.env(k, v);
+    }
+    CliProcess { child: cmd.spawn().expect("starting orgstack"), _dir: dir }
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -10,12 +10,22 @@ use tenancy::{Lineage, Org, Slug};
 
 use orgstack_tests::TestContext;
 
+/// The real org lineage's latest version; the test migrations come after it.
+fn base() -> i32 {
+    Lineage::org().latest_version()
+}
+
+/// The versions of the real lineage, then `extra`.
+fn versions(extra: &[i32]) -> Vec<i32> {
+    (1..=base()).chain(extra.iter().copied()).collect()
+}
+
 fn v2() -> Lineage {
     Lineage::org()
         .extended(&[(
-            "V2__notes.sql",
+            "V900__notes.sql",
             "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);\n\
-             CREATE TABLE applied_log (n int);\nINSERT INTO applied_log VALUES (2);\n\
+             CREATE TABLE applied_log (n int);\nINSERT INTO applied_log VALUES (900);\n\
              SELECT pg_catalog.pg_sleep(0.02);",
         )])
         .expect("lineage")
@@ -23,8 +33,8 @@ fn v2() -> Lineage {
 
 fn v3() -> Lineage {
     v2().extended(&[(
-        "V3__more.sql",
-        "ALTER TABLE notes ADD COLUMN title text;\nINSERT INTO applied_log VALUES (3);",
+        "V901__more.sql",
+        "ALTER TABLE notes ADD COLUMN title text;\nINSERT INTO applied_log VALUES (901);",
     )])
     .expect("lineage")
 }
@@ -65,7 +75,7 @@ async fn behind_orgs_are_migrated_current_ones_untouched_and_a_broken_one_isolat
     let options = MigrateOptions { jobs: 2, lock_timeout: Duration::from_millis(500) };
     let mut tx = ctx.pool.begin().await.expect("tx");
     v2().apply_in_tx(&mut tx, Target::Org(&current.schema())).await.expect("v2 on current");
-    sqlx::query("UPDATE public.orgs SET org_version = 2 WHERE id = $1")
+    sqlx::query("UPDATE public.orgs SET org_version = 900 WHERE id = $1")
         .bind(current.id.as_uuid())
         .execute(&mut *tx)
         .await
@@ -99,12 +109,12 @@ async fn behind_orgs_are_migrated_current_ones_untouched_and_a_broken_one_isolat
     blocker.rollback().await.expect("release");
 
     for org in behind {
-        assert_eq!(history(&ctx, org).await, [1, 2]);
-        assert_eq!(recorded_version(&ctx, org).await, (2, None));
+        assert_eq!(history(&ctx, org).await, versions(&[900]));
+        assert_eq!(recorded_version(&ctx, org).await, (900, None));
     }
-    assert_eq!(history(&ctx, broken).await, [1], "the failed migration rolled back");
+    assert_eq!(history(&ctx, broken).await, versions(&[]), "the failed migration rolled back");
     let (version, error) = recorded_version(&ctx, broken).await;
-    assert_eq!(version, 1);
+    assert_eq!(version, base());
     assert!(error.is_some_and(|e| e.contains("already exists")));
 
     let status = migrator::status(&ctx.pool, &Lineage::public(), &v2()).await.expect("status");
@@ -121,7 +131,7 @@ async fn behind_orgs_are_migrated_current_ones_untouched_and_a_broken_one_isolat
         .expect("fix");
     let rerun = migrator::migrate_orgs(&ctx.pool, &v2(), &options).await.expect("rerun");
     assert_eq!((rerun.orgs_current, rerun.migrated.len(), rerun.failed.len()), (3, 1, 0));
-    assert_eq!(recorded_version(&ctx, broken).await, (2, None));
+    assert_eq!(recorded_version(&ctx, broken).await, (900, None));
 
     // Nothing left to do: a third run touches no org.
     let noop = migrator::migrate_orgs(&ctx.pool, &v2(), &options).await.expect("noop");
@@ -150,12 +160,12 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
     );
 
     for org in &orgs {
-        assert_eq!(history(&ctx, org).await, [1, 2, 3]);
+        assert_eq!(history(&ctx, org).await, versions(&[900, 901]));
         let sql = format!("SELECT n FROM {} ORDER BY n", org.schema().qualify("applied_log"));
         let log: Vec<i32> =
             sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&ctx.pool).await.expect("log");
-        assert_eq!(log, [2, 3], "each migration ran once in {}", org.slug);
-        assert_eq!(recorded_version(&ctx, org).await, (3, None));
+        assert_eq!(log, [900, 901], "each migration ran once in {}", org.slug);
+        assert_eq!(recorded_version(&ctx, org).await, (901, None));
     }
 }
 

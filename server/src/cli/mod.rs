@@ -18,6 +18,8 @@ use crate::accounts::{AccountsError, Actor, Email, Role};
 use crate::app;
 use crate::config::Config;
 
+mod jobs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "orgstack",
@@ -50,6 +52,22 @@ pub enum Command {
     /// List and set feature flags (globally or for one org).
     #[command(subcommand)]
     Flags(FlagsCommand),
+    /// Run jobs from the queues (Celery's worker).
+    Worker(jobs::WorkerArgs),
+    /// Fire cron schedules and run the recovery sweep (Celery beat); one
+    /// leads at a time.
+    Scheduler,
+    /// List, show, enqueue, retry, cancel and purge jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Depth, in flight, scheduled, dead and oldest age of every queue;
+    /// pause and resume queues.
+    Queues(jobs::QueuesArgs),
+    /// Live workers from their heartbeats.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration; with --deploy, report unsafe production settings.
     Check {
         /// Also fail on settings that are unsafe in production.
@@ -457,6 +475,17 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => user(&mut out, config, cmd).await?,
         Command::Member(cmd) => member(&mut out, config, cmd).await?,
         Command::Flags(cmd) => flags(&mut out, config, cmd).await?,
+        Command::Worker(args) => {
+            drop(out);
+            jobs::worker(config, args).await?;
+        }
+        Command::Scheduler => {
+            drop(out);
+            jobs::scheduler(config).await?;
+        }
+        Command::Jobs(cmd) => jobs::jobs(&mut out, config, cmd).await?,
+        Command::Queues(args) => jobs::queues(&mut out, config, args).await?,
+        Command::Workers { json } => jobs::workers(&mut out, config, json).await?,
     }
     Ok(())
 }

@@ -1,0 +1,556 @@
+//! The SQL of org jobs, job logs and their state changes. Every statement
+//! names its org's tables through the validated schema name.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool, Postgres, Transaction};
+use tenancy::SchemaName;
+use uuid::Uuid;
+
+use super::{Job, JobStatus};
+
+const JOB_COLUMNS: &str = "id, kind, queue, status, payload, result, error, attempts, max_attempts, \
+    run_at, unique_key, created_by, worker_id, cancel_requested_at, created_at, updated_at, \
+    started_at, finished_at";
+
+/// The partial unique index on unfinished jobs' keys, as `ON CONFLICT`
+/// names it.
+const UNIQUE_TARGET: &str =
+    "(unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running', 'failed')";
+
+/// A job row to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub unique_key: Option<String>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct StoredLine {
+    pub attempt: i32,
+    pub line_no: i32,
+    pub at: DateTime<Utc>,
+    pub level: String,
+    pub line: String,
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
+}
+
+/// Inserts `rows`; rows whose unique key is held by an unfinished job are
+/// skipped. Returns the rows inserted.
+pub(crate) async fn insert<'e>(
+    executor: impl PgExecutor<'e>,
+    schema: &SchemaName,
+    rows: &[NewRow],
+    created_by: &str,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {} (id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
+         SELECT u.id, u.kind, u.queue, u.payload, u.max_attempts, u.run_at, u.unique_key, $8 \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::timestamptz[], $7::text[]) \
+           AS u(id, kind, queue, payload, max_attempts, run_at, unique_key) \
+         ON CONFLICT {UNIQUE_TARGET} DO NOTHING RETURNING {JOB_COLUMNS}",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.max_attempts).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.run_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.unique_key.as_deref()).collect::<Vec<_>>())
+        .bind(created_by)
+        .fetch_all(executor)
+        .await
+}
+
+/// The unfinished job holding `key`.
+pub(crate) async fn by_unique_key(
+    pool: &PgPool,
+    schema: &SchemaName,
+    key: &str,
+) -> Result<Option<Job>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {} WHERE unique_key = $1 AND status IN ('queued', 'running', 'failed')",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).bind(key).fetch_optional(pool).await
+}
+
+pub(crate) async fn get<'e>(
+    executor: impl PgExecutor<'e>,
+    schema: &SchemaName,
+    id: Uuid,
+) -> Result<Option<Job>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM {} WHERE id = $1", schema.qualify("jobs"));
+    sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(executor).await
+}
+
+pub(crate) async fn exists(
+    pool: &PgPool,
+    schema: &SchemaName,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1)", schema.qualify("jobs"));
+    sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_one(pool).await
+}
+
+/// Newest first (ids are time-ordered), strictly before `after`. Each
+/// combination of filters has its own statement text, so each gets a plan
+/// that uses the partial indexes.
+pub(crate) async fn list(
+    pool: &PgPool,
+    schema: &SchemaName,
+    filter: &JobFilter,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let mut conditions = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.status.is_some() {
+        conditions.push(format!("status = ${}", next()));
+    }
+    if filter.kind.is_some() {
+        conditions.push(format!("kind = ${}", next()));
+    }
+    if after.is_some() {
+        conditions.push(format!("id < ${}", next()));
+    }
+    let limit_param = next();
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {} {filter_sql} ORDER BY id DESC LIMIT ${limit_param}",
+        schema.qualify("jobs")
+    );
+    let mut query = sqlx::query_as(AssertSqlSafe(sql));
+    if let Some(status) = filter.status {
+        query = query.bind(status.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.bind(kind.as_str());
+    }
+    if let Some(after) = after {
+        query = query.bind(after);
+    }
+    query.bind(i64::from(limit)).fetch_all(pool).await
+}
+
+/// Cancels a queued or retry-waiting job at once, or asks a running one to
+/// stop. `None` when the job is missing or finished.
+pub(crate) async fn cancel(
+    tx: &mut Transaction<'_, Postgres>,
+    schema: &SchemaName,
+    id: Uuid,
+    reason: &str,
+) -> Result<Option<Job>, sqlx::Error> {
+    let jobs = schema.qualify("jobs");
+    let sql = format!(
+        "UPDATE {jobs} SET status = 'cancelled', error = $2, finished_at = now(), updated_at = now() \
+         WHERE id = $1 AND status IN ('queued', 'failed') RETURNING {JOB_COLUMNS}"
+    );
+    if let Some(job) =
+        sqlx::query_as(AssertSqlSafe(sql)).bind(id).bind(reason).fetch_optional(&mut **tx).await?
+    {
+        return Ok(Some(job));
+    }
+    let sql = format!(
+        "UPDATE {jobs} SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now() \
+         WHERE id = $1 AND status = 'running' RETURNING {JOB_COLUMNS}"
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await
+}
+
+/// Queues a dead, cancelled or retry-waiting job to run now. Dead and
+/// cancelled jobs get a fresh set of attempts.
+pub(crate) async fn requeue(
+    tx: &mut Transaction<'_, Postgres>,
+    schema: &SchemaName,
+    id: Uuid,
+) -> Result<Option<Job>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE {} SET status = 'queued', \
+           attempts = CASE WHEN status = 'failed' THEN attempts ELSE 0 END, \
+           error = NULL, result = NULL, run_at = now(), started_at = NULL, finished_at = NULL, \
+           cancel_requested_at = NULL, worker_id = NULL, updated_at = now() \
+         WHERE id = $1 AND status IN ('dead', 'cancelled', 'failed') RETURNING {JOB_COLUMNS}",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await
+}
+
+/// Deletes dead jobs (those in `ids`, or all finished before `before`) and
+/// their logs. Returns `(id, kind, queue)` of each.
+pub(crate) async fn delete_dead(
+    tx: &mut Transaction<'_, Postgres>,
+    schema: &SchemaName,
+    ids: &[Uuid],
+    before: Option<DateTime<Utc>>,
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM {} WHERE status = 'dead' \
+           AND (cardinality($1::uuid[]) = 0 OR id = ANY($1)) \
+           AND ($2::timestamptz IS NULL OR finished_at < $2) \
+         RETURNING id, kind, queue",
+        schema.qualify("jobs")
+    );
+    let deleted: Vec<(Uuid, String, String)> =
+        sqlx::query_as(AssertSqlSafe(sql)).bind(ids).bind(before).fetch_all(&mut **tx).await?;
+    delete_logs(tx, schema, &deleted.iter().map(|d| d.0).collect::<Vec<_>>()).await?;
+    Ok(deleted)
+}
+
+async fn delete_logs(
+    conn: &mut PgConnection,
+    schema: &SchemaName,
+    ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("DELETE FROM {} WHERE job_id = ANY($1)", schema.qualify("job_logs"));
+    sqlx::query(AssertSqlSafe(sql)).bind(ids).execute(conn).await?;
+    Ok(())
+}
+
+pub(crate) async fn count_dead(
+    pool: &PgPool,
+    schema: &SchemaName,
+    before: Option<DateTime<Utc>>,
+) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE status = 'dead' AND ($1::timestamptz IS NULL OR finished_at < $1)",
+        schema.qualify("jobs")
+    );
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(before).fetch_one(pool).await?;
+    Ok(n.max(0) as u64)
+}
+
+pub(crate) async fn logs(
+    pool: &PgPool,
+    schema: &SchemaName,
+    id: Uuid,
+    after: Option<(i32, i32)>,
+    limit: u32,
+) -> Result<Vec<StoredLine>, sqlx::Error> {
+    let (attempt, line_no) = after.unwrap_or((0, 0));
+    let sql = format!(
+        "SELECT attempt, line_no, at, level, line FROM {} \
+         WHERE job_id = $1 AND (attempt, line_no) > ($2, $3) ORDER BY attempt, line_no LIMIT $4",
+        schema.qualify("job_logs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id)
+        .bind(attempt)
+        .bind(line_no)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+}
+
+/// A job a worker claimed: it runs now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Claimed {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub payload: Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Marks the claimable jobs among `ids` running for `worker`: queued ones,
+/// retry-waiting ones that are due, and running ones in `reclaimed` (their
+/// worker was lost). Cancelled and finished jobs are not claimed. The
+/// commit is not waited for: a claim lost in a crash only means the job
+/// runs again, which at-least-once delivery allows.
+pub(crate) async fn claim(
+    pool: &PgPool,
+    schema: &SchemaName,
+    worker: &str,
+    ids: &[Uuid],
+    reclaimed: &[Uuid],
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE {} SET status = 'running', attempts = attempts + 1, worker_id = $2, \
+           started_at = now(), updated_at = now() \
+         WHERE id = ANY($1) AND cancel_requested_at IS NULL AND attempts < max_attempts \
+           AND ((status IN ('queued', 'failed') AND run_at <= now() + interval '1 second') \
+                OR (status = 'running' AND id = ANY($3))) \
+         RETURNING id, kind, queue, payload, attempts, max_attempts",
+        schema.qualify("jobs")
+    );
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    let claimed = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(worker)
+        .bind(reclaimed)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// The state of jobs a worker could not claim, to decide what to do with
+/// their deliveries.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Unclaimed {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub cancel_requested: bool,
+}
+
+pub(crate) async fn inspect(
+    pool: &PgPool,
+    schema: &SchemaName,
+    ids: &[Uuid],
+) -> Result<Vec<Unclaimed>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, status, attempts, max_attempts, run_at, cancel_requested_at IS NOT NULL AS cancel_requested \
+         FROM {} WHERE id = ANY($1)",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).bind(ids).fetch_all(pool).await
+}
+
+/// A state change a worker records when a run ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Finish {
+    pub id: Uuid,
+    /// The attempt that ran (the row's `attempts` when it was claimed).
+    pub attempt: i32,
+    pub status: JobStatus,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// The next attempt's time, for `failed`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// 1 when the attempt does not count (the worker stopped it to shut
+    /// down, and the job is queued again).
+    pub refund: i32,
+}
+
+/// A job whose state a worker changed, for events.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Changed {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Records finished runs, fenced on the attempt: a run whose job was
+/// meanwhile taken over (or cancelled and requeued) changes nothing.
+/// Returns the jobs changed.
+pub(crate) async fn finish(
+    conn: &mut PgConnection,
+    schema: &SchemaName,
+    done: &[Finish],
+) -> Result<Vec<Changed>, sqlx::Error> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE {} AS j SET status = u.status, result = u.result, error = u.error, \
+           run_at = COALESCE(u.run_at, j.run_at), attempts = j.attempts - u.refund, worker_id = NULL, \
+           updated_at = now(), \
+           started_at = CASE WHEN u.status = 'queued' THEN NULL ELSE j.started_at END, \
+           finished_at = CASE WHEN u.status IN ('succeeded', 'cancelled', 'dead') THEN now() END \
+         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::int4[]) \
+           AS u(id, attempt, status, result, error, run_at, refund) \
+         WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt \
+         RETURNING j.id, j.kind, j.queue, j.status, j.attempts, j.max_attempts, j.run_at, j.error, j.updated_at",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(done.iter().map(|d| d.id).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.attempt).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.status.as_str()).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.result.clone()).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.error.as_deref()).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.run_at).collect::<Vec<_>>())
+        .bind(done.iter().map(|d| d.refund).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await
+}
+
+/// Ends running jobs that cannot run on: cancelled ones whose worker was
+/// lost, and those whose worker was lost on their last attempt.
+pub(crate) async fn end_lost(
+    pool: &PgPool,
+    schema: &SchemaName,
+    ids: &[Uuid],
+    status: JobStatus,
+    error: &str,
+) -> Result<Vec<Changed>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE {} SET status = $2, error = $3, worker_id = NULL, finished_at = now(), updated_at = now() \
+         WHERE id = ANY($1) AND status = 'running' \
+         RETURNING id, kind, queue, status, attempts, max_attempts, run_at, error, updated_at",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(status.as_str())
+        .bind(error)
+        .fetch_all(pool)
+        .await
+}
+
+/// Appends log lines (ignoring lines already stored).
+pub(crate) async fn insert_logs(
+    conn: &mut PgConnection,
+    schema: &SchemaName,
+    lines: &[super::handler::LogLine],
+) -> Result<(), sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {} (job_id, attempt, line_no, at, level, line) \
+         SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[]) \
+         ON CONFLICT DO NOTHING",
+        schema.qualify("job_logs")
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(lines.iter().map(|l| l.job_id).collect::<Vec<_>>())
+        .bind(
+            lines.iter().map(|l| i32::try_from(l.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+        )
+        .bind(
+            lines.iter().map(|l| i32::try_from(l.line_no).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+        )
+        .bind(lines.iter().map(|l| l.at).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.level.as_str()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An unfinished job the recovery sweep looks at.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Pending {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    pub queue: String,
+    pub worker_id: Option<String>,
+}
+
+/// Unfinished jobs not changed for `grace`, oldest change first.
+pub(crate) async fn pending(
+    pool: &PgPool,
+    schema: &SchemaName,
+    grace: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Pending>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, status, queue, worker_id FROM {} \
+         WHERE status IN ('queued', 'running', 'failed') AND updated_at < now() - $1 \
+         ORDER BY updated_at LIMIT $2",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).bind(grace).bind(limit).fetch_all(pool).await
+}
+
+/// Puts running jobs whose worker is gone back to queued (the attempt
+/// counts); returns those changed.
+pub(crate) async fn requeue_orphans(
+    pool: &PgPool,
+    schema: &SchemaName,
+    orphans: &[(Uuid, String)],
+) -> Result<Vec<Job>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE {} AS j SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END, \
+           error = CASE WHEN j.attempts >= j.max_attempts THEN 'the worker running its last attempt was lost' ELSE j.error END, \
+           finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, \
+           worker_id = NULL, run_at = now(), updated_at = now() \
+         FROM unnest($1::uuid[], $2::text[]) AS o(id, worker_id) \
+         WHERE j.id = o.id AND j.status = 'running' AND j.worker_id = o.worker_id \
+         RETURNING {}",
+        schema.qualify("jobs"),
+        JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .bind(orphans.iter().map(|o| o.0).collect::<Vec<_>>())
+        .bind(orphans.iter().map(|o| o.1.as_str()).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await
+}
+
+/// The jobs among `ids` (for re-dispatch).
+pub(crate) async fn by_ids(
+    pool: &PgPool,
+    schema: &SchemaName,
+    ids: &[Uuid],
+) -> Result<Vec<Job>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM {} WHERE id = ANY($1)", schema.qualify("jobs"));
+    sqlx::query_as(AssertSqlSafe(sql)).bind(ids).fetch_all(pool).await
+}
+
+/// Dead jobs: `(id, queue, finished_at)`, for rebuilding the dead sets.
+pub(crate) async fn dead(
+    pool: &PgPool,
+    schema: &SchemaName,
+) -> Result<Vec<(Uuid, String, Option<DateTime<Utc>>)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, queue, finished_at FROM {} WHERE status = 'dead'",
+        schema.qualify("jobs")
+    );
+    sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await
+}
+
+/// Deletes succeeded and cancelled jobs finished before `before` (at most
+/// `limit`), with their logs; returns how many.
+pub(crate) async fn prune(
+    pool: &PgPool,
+    schema: &SchemaName,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let jobs = schema.qualify("jobs");
+    let sql = format!(
+        "DELETE FROM {jobs} WHERE id IN (SELECT id FROM {jobs} \
+           WHERE status IN ('succeeded', 'cancelled') AND finished_at < $1 LIMIT $2) RETURNING id"
+    );
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(&mut *tx).await?;
+    delete_logs(&mut tx, schema, &ids).await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
