@@ -10,7 +10,7 @@ use tenancy::Slug;
 use crate::{eventually, run_cli, stderr, stdout};
 use orgstack_tests::{TestApp, TestContext};
 
-const PW: &str = "correct horse battery";
+pub(crate) const PW: &str = "correct horse battery";
 
 #[tokio::test]
 async fn login_me_and_logout() {
@@ -212,14 +212,16 @@ async fn revocation_reaches_a_second_server_within_a_second() {
 }
 
 /// An org with one user per role, a member of another org, and API keys.
-struct World {
-    app: TestApp,
-    tokens: Vec<(&'static str, Option<String>)>,
-    alpha_ids: Vec<String>,
-    beta_ids: Vec<String>,
+pub(crate) struct World {
+    pub app: TestApp,
+    /// owner admin member viewer other_org no_token revoked key_owner
+    /// key_admin key_member key_viewer key_other_org
+    pub tokens: Vec<(&'static str, Option<String>)>,
+    pub alpha_ids: Vec<String>,
+    pub beta_ids: Vec<String>,
 }
 
-async fn world(ctx: &TestContext) -> World {
+pub(crate) async fn world(ctx: &TestContext) -> World {
     let registry = ctx.registry();
     let accounts = ctx.accounts();
     let alpha =

@@ -71,7 +71,7 @@ async fn org_commands_walk_the_whole_lifecycle() {
     let dry = cli(&["org", "purge", "acme-corp"]);
     assert_eq!(dry.status.code(), Some(0));
     assert!(stdout(&dry).contains("dry run: would purge org 'acme-corp'"), "{}", stdout(&dry));
-    assert!(stdout(&dry).contains("(2 tables)"), "{}", stdout(&dry));
+    assert!(stdout(&dry).contains("(5 tables)"), "{}", stdout(&dry));
 
     let purge = cli(&["org", "purge", "acme-corp", "--yes"]);
     assert_eq!(purge.status.code(), Some(0), "{}", stderr(&purge));
@@ -114,7 +114,10 @@ async fn migrate_and_migrate_status() {
 
     let out = run_cli(Some(&ctx), &["migrate", "status"], &[]);
     assert!(
-        stdout(&out).contains("1 orgs, target version 1: 0 behind, 0 failed"),
+        stdout(&out).contains(&format!(
+            "1 orgs, target version {}: 0 behind, 0 failed",
+            tenancy::Lineage::org().latest_version()
+        )),
         "{}",
         stdout(&out)
     );
@@ -153,7 +156,10 @@ async fn migrate_reports_a_failing_org_and_exits_1() {
     let status = run_cli(Some(&ctx), &["migrate", "status"], &[]);
     assert!(stdout(&status).contains("FAILED:"), "{}", stdout(&status));
     assert!(
-        stdout(&status).contains("2 orgs, target version 1: 1 behind, 1 failed"),
+        stdout(&status).contains(&format!(
+            "2 orgs, target version {}: 1 behind, 1 failed",
+            tenancy::Lineage::org().latest_version()
+        )),
         "{}",
         stdout(&status)
     );

@@ -603,3 +603,101 @@ fn retry_delays_grow_and_never_shrink() {
     }
     assert_eq!(config.retry_delay(39), cap);
 }
+
+#[tokio::test]
+async fn jobs_queues_and_workers_from_the_command_line() {
+    use crate::{run_cli, stderr, stdout};
+    let (ctx, jobs, org) = setup().await;
+    let cli = |args: &[&str]| run_cli(Some(&ctx), args, &[]);
+
+    let out = cli(&[
+        "jobs",
+        "enqueue",
+        "acme",
+        "sleep",
+        "--payload",
+        r#"{"ms":10,"lines":1}"#,
+        "--delay",
+        "3600",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout(&out).split_whitespace().nth(1).expect("id").to_owned();
+    assert!(stdout(&out).starts_with(&format!("enqueued {id} (sleep) on queue default")));
+    let out = cli(&["queues"]);
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("default") && l.split_whitespace().nth(3) == Some("1")),
+        "one scheduled:\n{}",
+        stdout(&out)
+    );
+    let out = cli(&["jobs", "list", "--org", "acme", "--status", "queued"]);
+    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+
+    let out = cli(&["jobs", "cancel", "acme", &id]);
+    assert_eq!(stdout(&out).trim(), format!("job {id} cancelled"));
+    let out = cli(&["jobs", "retry", "acme", &id]);
+    assert_eq!(stdout(&out).trim(), format!("job {id} queued again (0 of 5 attempts used)"));
+    let worker = TestWorker::start(&jobs, 2);
+    let id = id.parse().expect("uuid");
+    wait_status(&jobs, &org, id, JobStatus::Succeeded).await;
+    let out = cli(&["jobs", "show", "acme", &id.to_string(), "--logs"]);
+    assert!(stdout(&out).contains("status:       succeeded"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("line 1 of 1"), "{}", stdout(&out));
+
+    let doomed = enqueue(
+        &jobs,
+        &org,
+        NewJob { max_attempts: Some(1), ..sleep(json!({ "fail_attempts": 1 })) },
+    )
+    .await;
+    wait_status(&jobs, &org, doomed.id, JobStatus::Dead).await;
+    let out = cli(&["jobs", "list", "--status", "dead", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[0]["id"], doomed.id.to_string());
+    assert_eq!(listed[0]["org"], "acme");
+    let out = cli(&["workers"]);
+    assert!(stdout(&out).contains(&worker.id), "{}", stdout(&out));
+    assert!(stdout(&out).contains("1 worker(s), 1 live"), "{}", stdout(&out));
+    let out = cli(&["jobs", "purge-dead"]);
+    assert!(stdout(&out).contains("dry run: would delete 1 dead job(s)"), "{}", stdout(&out));
+    assert_eq!(
+        get(&jobs, &org, doomed.id).await.status,
+        JobStatus::Dead,
+        "a dry run deletes nothing"
+    );
+    let out = cli(&["jobs", "purge-dead", "--yes"]);
+    assert!(stdout(&out).contains("deleted 1 dead job(s)"), "{}", stdout(&out));
+    assert!(jobs.get(&org, doomed.id).await.is_err());
+
+    // Paused queues are not fetched from.
+    assert_eq!(cli(&["queues", "pause", "default"]).status.code(), Some(0));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let waiting = enqueue(&jobs, &org, sleep(Value::Null)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get(&jobs, &org, waiting.id).await.status, JobStatus::Queued, "paused");
+    let out = cli(&["queues"]);
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("default") && l.ends_with("paused")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(cli(&["queues", "resume", "default"]).status.code(), Some(0));
+    wait_status(&jobs, &org, waiting.id, JobStatus::Succeeded).await;
+
+    // Bad input names the problem.
+    let out = cli(&["jobs", "enqueue", "acme", "nope"]);
+    assert_eq!(
+        (out.status.code(), stderr(&out).trim()),
+        (Some(1), "error: unknown job kind 'nope'")
+    );
+    let out = cli(&["jobs", "enqueue", "acme", "noop", "--payload", "{oops"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: --payload is not valid JSON"), "{}", stderr(&out));
+    let out = cli(&["jobs", "list", "--status", "lost"]);
+    assert_eq!(out.status.code(), Some(2), "bad usage");
+    let out = cli(&["worker", "--queues", "Bad Name"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid queue name"), "{}", stderr(&out));
+    worker.stop().await;
+}
