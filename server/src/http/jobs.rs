@@ -24,7 +24,7 @@ use super::extract::{ApiJson, Caller, OrgAccess, Page};
 use super::orgs::ListResponse;
 use crate::accounts::Role;
 use crate::error::ApiError;
-use crate::jobs::events::{LogMessage, Received};
+use crate::jobs::events::{JobEvent, LogMessage, Received};
 use crate::jobs::handler::LogLine;
 use crate::jobs::worker::WorkerInfo;
 use crate::jobs::{Job, JobFilter, JobStatus, NewJob};
@@ -235,14 +235,21 @@ pub async fn logs_ws(
     let id = job_id(&ids.1)?;
     let org = access.org_arc();
     state.jobs.get(&org, id).await?;
-    // Listen before reading what is stored, so no line falls between.
-    let channel = state.jobs.keys().job_log_channel(org.id, &id.to_string());
-    let subscription = state.hub.subscribe(channel).await.map_err(|err| {
+    // Listen before reading what is stored, so no line falls between: to
+    // the job's lines, and to the org's events for the job's end.
+    let unavailable = |err: fred::error::Error| {
         ApiError::unavailable("redis_unavailable", "Live logs are unavailable; retry shortly.")
             .with_cause(err.into())
-    })?;
+    };
+    let keys = state.jobs.keys();
+    let lines = state
+        .hub
+        .subscribe(keys.job_log_channel(org.id, &id.to_string()))
+        .await
+        .map_err(unavailable)?;
+    let events = state.hub.subscribe(keys.org_events_channel(org.id)).await.map_err(unavailable)?;
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(err) = stream_logs(socket, state, org, id, subscription).await {
+        if let Err(err) = stream_logs(socket, state, org, id, lines, events).await {
             tracing::debug!(error = %err, "log stream ended");
         }
     }))
@@ -296,62 +303,78 @@ async fn send_stored(
     }
 }
 
+/// Sends the rest of the stored lines, the end message, and closes.
+async fn finish_stream(
+    socket: &mut WebSocket,
+    state: &AppState,
+    org: &tenancy::Org,
+    id: Uuid,
+    last: Position,
+    status: JobStatus,
+) -> anyhow::Result<()> {
+    // A job's lines are stored before its final status is announced.
+    send_stored(socket, state, org, id, last).await?;
+    let end = json!({ "type": "end", "status": status }).to_string();
+    socket.send(Message::Text(end.into())).await?;
+    let _ = socket.send(Message::Close(None)).await;
+    Ok(())
+}
+
 async fn stream_logs(
     mut socket: WebSocket,
     state: AppState,
     org: std::sync::Arc<tenancy::Org>,
     id: Uuid,
-    mut subscription: crate::jobs::events::Subscription,
+    mut lines: crate::jobs::events::Subscription,
+    mut events: crate::jobs::events::Subscription,
 ) -> anyhow::Result<()> {
-    let end = |status: JobStatus| json!({ "type": "end", "status": status }).to_string();
     let mut last = send_stored(&mut socket, &state, &org, id, (0, 0)).await?;
     let job = state.jobs.get(&org, id).await?;
     if job.status.is_final() {
-        socket.send(Message::Text(end(job.status).into())).await?;
-        let _ = socket.send(Message::Close(None)).await;
-        return Ok(());
+        return finish_stream(&mut socket, &state, &org, id, last, job.status).await;
     }
     let mut check = tokio::time::interval(STATUS_CHECK_EVERY);
     check.tick().await;
     loop {
         tokio::select! {
-            received = subscription.recv() => match received {
-                Some(Received::Message(text)) => match serde_json::from_str::<LogMessage>(&text) {
-                    Ok(LogMessage::Lines(lines)) => {
-                        for line in lines {
-                            let at = position(&line);
+            received = lines.recv() => match received {
+                Some(Received::Message(text)) => {
+                    let Ok(LogMessage::Lines(batch)) = serde_json::from_str::<LogMessage>(&text) else { continue };
+                    for line in batch {
+                        let at = position(&line);
+                        if at <= last {
+                            continue;
+                        }
+                        if !follows(last, at) {
+                            // Lines logged before this stream began and
+                            // not stored yet: wait for them to be stored
+                            // (every 500 ms), rather than skip them.
+                            for _ in 0..15 {
+                                last = send_stored(&mut socket, &state, &org, id, last).await?;
+                                if last >= at || follows(last, at) {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                             if at <= last {
                                 continue;
                             }
-                            if !follows(last, at) {
-                                // Lines logged before this stream began and
-                                // not stored yet: wait for them to be stored
-                                // (every 500 ms), rather than skip them.
-                                for _ in 0..15 {
-                                    last = send_stored(&mut socket, &state, &org, id, last).await?;
-                                    if last >= at || follows(last, at) {
-                                        break;
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                                if at <= last {
-                                    continue;
-                                }
-                            }
-                            send_line(&mut socket, at.0, at.1, line.at, line.level.as_str(), &line.line).await?;
-                            last = at;
                         }
+                        send_line(&mut socket, at.0, at.1, line.at, line.level.as_str(), &line.line).await?;
+                        last = at;
                     }
-                    Ok(LogMessage::End { status }) => {
-                        // Lines are stored before the end is announced.
-                        send_stored(&mut socket, &state, &org, id, last).await?;
-                        socket.send(Message::Text(end(status).into())).await?;
-                        let _ = socket.send(Message::Close(None)).await;
-                        return Ok(());
-                    }
-                    Err(_) => {}
-                },
+                }
                 Some(Received::Gap) => last = send_stored(&mut socket, &state, &org, id, last).await?,
+                None => return Ok(()),
+            },
+            received = events.recv() => match received {
+                Some(Received::Message(text)) => {
+                    let Ok(batch) = serde_json::from_str::<Vec<JobEvent>>(&text) else { continue };
+                    if let Some(end) = batch.iter().find(|e| e.job_id == id && e.status.is_final()) {
+                        return finish_stream(&mut socket, &state, &org, id, last, end.status).await;
+                    }
+                }
+                Some(Received::Gap) => {}
                 None => return Ok(()),
             },
             incoming = socket.recv() => match incoming {
@@ -359,12 +382,10 @@ async fn stream_logs(
                 Some(Ok(_)) => {}
             },
             _ = check.tick() => {
+                // In case the end was missed (Redis reconnected).
                 let job = state.jobs.get(&org, id).await?;
                 if job.status.is_final() {
-                    send_stored(&mut socket, &state, &org, id, last).await?;
-                    socket.send(Message::Text(end(job.status).into())).await?;
-                    let _ = socket.send(Message::Close(None)).await;
-                    return Ok(());
+                    return finish_stream(&mut socket, &state, &org, id, last, job.status).await;
                 }
             }
         }

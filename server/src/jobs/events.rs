@@ -64,14 +64,14 @@ impl JobEvent {
     }
 }
 
-/// A message on a job's log channel.
+/// A message on a job's log channel. A job's end is its final status on
+/// the org's events channel (one message per batch of jobs, rather than
+/// one per job on each log channel).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogMessage {
     /// New lines, in order.
     Lines(Vec<LogLine>),
-    /// The job finished (succeeded, dead or cancelled); no lines follow.
-    End { status: JobStatus },
 }
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,11 +110,21 @@ pub(crate) async fn publish_events(
     }
     let message = serde_json::to_string(events).unwrap_or_default();
     publish(redis, keys.org_events_channel(org), message).await;
-    for event in events.iter().filter(|e| e.status.is_final()) {
-        let end =
-            serde_json::to_string(&LogMessage::End { status: event.status }).unwrap_or_default();
-        publish(redis, keys.job_log_channel(org, &event.job_id.to_string()), end).await;
+}
+
+/// Adds the announcement of `events` to a pipeline (sent with the rest of
+/// its commands, in order).
+pub(crate) async fn publish_in(
+    pipeline: &fred::clients::Pipeline<fred::clients::Client>,
+    keys: &RedisKeys,
+    org: OrgId,
+    events: &[JobEvent],
+) {
+    if events.is_empty() {
+        return;
     }
+    let message = serde_json::to_string(events).unwrap_or_default();
+    let _: Result<(), _> = pipeline.publish(keys.org_events_channel(org), message).await;
 }
 
 /// Publishes log lines of one job.

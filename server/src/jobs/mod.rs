@@ -288,6 +288,17 @@ impl Entry {
     }
 }
 
+/// Counts enqueued jobs by queue and kind.
+fn count_enqueued(jobs: &[Job]) {
+    let mut counts: HashMap<(&str, &str), u64> = HashMap::new();
+    for job in jobs {
+        *counts.entry((job.queue.as_str(), job.kind.as_str())).or_default() += 1;
+    }
+    for ((queue, kind), n) in counts {
+        metrics::counter!("orgstack_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
+    }
+}
+
 /// The member of a queue's dead set for an org job.
 pub(crate) fn dead_member(org: OrgId, job: Uuid) -> String {
     format!("{org}:{job}")
@@ -484,33 +495,39 @@ impl Jobs {
                 results.push(Enqueued { job: existing, created });
             }
         }
-        if let Err(err) = self.dispatch(org.id, &fresh).await {
+        if let Err(err) = self.dispatch(org.id, &fresh, true).await {
             // The jobs are recorded: the recovery sweep dispatches them.
             tracing::warn!(org_id = %org.id, jobs = fresh.len(), error = %err, "recorded jobs but could not dispatch them; the recovery sweep will");
         }
-        for job in &fresh {
-            metrics::counter!("orgstack_jobs_enqueued_total", "queue" => job.queue.clone(), "kind" => job.kind.clone()).increment(1);
-        }
-        events::publish_jobs(&self.inner.redis, &self.inner.keys, org.id, &fresh).await;
+        count_enqueued(&fresh);
         Ok(results)
     }
 
     /// Hands recorded org jobs to Redis: the due ones to their queue's
-    /// stream, the others to its scheduled set, all to its index.
-    pub(crate) async fn dispatch(&self, org: OrgId, jobs: &[Job]) -> Result<(), JobsError> {
+    /// stream, the others to its scheduled set, all to its index; with
+    /// `announce`, their status goes to the org's events channel in the
+    /// same pipeline (one round trip).
+    pub(crate) async fn dispatch(
+        &self,
+        org: OrgId,
+        jobs: &[Job],
+        announce: bool,
+    ) -> Result<(), JobsError> {
         if jobs.is_empty() {
             return Ok(());
         }
         let now = Utc::now();
-        let pipeline = self.inner.redis.pipeline();
-        let mut opened = Vec::new();
+        let mut opened: Vec<&str> = Vec::new();
         for job in jobs {
-            let Some(keys) = self.queue_keys(&job.queue) else { continue };
-            if !opened.contains(&job.queue) {
+            if !opened.contains(&job.queue.as_str()) {
                 let name = QueueName::parse(&job.queue).map_err(JobsError::Invalid)?;
                 self.queue(&name).await?;
-                opened.push(job.queue.clone());
+                opened.push(&job.queue);
             }
+        }
+        let pipeline = self.inner.redis.pipeline();
+        for job in jobs {
+            let Some(keys) = self.queue_keys(&job.queue) else { continue };
             let entry = Entry::org(org, job.id).encode();
             let _: () = pipeline.sadd(&keys.index, job.id.to_string()).await?;
             if job.run_at > now {
@@ -518,9 +535,14 @@ impl Jobs {
                 let _: () =
                     pipeline.zadd(&keys.scheduled, None, None, false, false, (due, entry)).await?;
             } else {
-                let _: () =
-                    pipeline.xadd(&keys.stream, false, None::<()>, "*", vec![("p", entry)]).await?;
+                let _: () = pipeline
+                    .xadd(&keys.stream, false, None::<()>, "*", vec![("p", entry)])
+                    .await?;
             }
+        }
+        if announce {
+            let events: Vec<events::JobEvent> = jobs.iter().map(events::JobEvent::of).collect();
+            events::publish_in(&pipeline, &self.inner.keys, org, &events).await;
         }
         let _: Vec<fred::types::Value> = pipeline.all().await?;
         Ok(())
@@ -694,16 +716,9 @@ impl Jobs {
             let _: Result<i64, _> =
                 self.inner.redis.zrem(&keys.dead, dead_member(org.id, id)).await;
         }
-        if let Err(err) = self.dispatch(org.id, std::slice::from_ref(&job)).await {
+        if let Err(err) = self.dispatch(org.id, std::slice::from_ref(&job), true).await {
             tracing::warn!(job_id = %id, error = %err, "could not dispatch a retried job; the recovery sweep will");
         }
-        events::publish_jobs(
-            &self.inner.redis,
-            &self.inner.keys,
-            org.id,
-            std::slice::from_ref(&job),
-        )
-        .await;
         Ok(job)
     }
 

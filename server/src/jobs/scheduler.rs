@@ -369,10 +369,9 @@ async fn fire_org(
         &schedules::Schedule { next_run_at: next, ..schedule },
     )
     .await?;
-    if let Err(err) = jobs.dispatch(org_id, &inserted).await {
+    if let Err(err) = jobs.dispatch(org_id, &inserted, true).await {
         tracing::warn!(error = %err, "fired a schedule but could not dispatch its job; the recovery sweep will");
     }
-    super::events::publish_jobs(redis, jobs.keys(), org_id, &inserted).await;
     for job in &inserted {
         metrics::counter!("orgstack_jobs_enqueued_total", "queue" => job.queue.clone(), "kind" => job.kind.clone()).increment(1);
     }

@@ -284,9 +284,7 @@ pub(crate) struct Claimed {
 
 /// Marks the claimable jobs among `ids` running for `worker`: queued ones,
 /// retry-waiting ones that are due, and running ones in `reclaimed` (their
-/// worker was lost). Cancelled and finished jobs are not claimed. The
-/// commit is not waited for: a claim lost in a crash only means the job
-/// runs again, which at-least-once delivery allows.
+/// worker was lost). Cancelled and finished jobs are not claimed.
 pub(crate) async fn claim(
     pool: &PgPool,
     schema: &SchemaName,
@@ -294,25 +292,26 @@ pub(crate) async fn claim(
     ids: &[Uuid],
     reclaimed: &[Uuid],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    // `set_config(.., true)` makes this statement's own transaction commit
+    // without waiting for the disk: a claim lost in a crash only means the
+    // job runs again, which at-least-once delivery allows. One round trip.
     let sql = format!(
-        "UPDATE {} SET status = 'running', attempts = attempts + 1, worker_id = $2, \
+        "WITH quick AS MATERIALIZED (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) \
+         UPDATE {} SET status = 'running', attempts = attempts + 1, worker_id = $2, \
            started_at = now(), updated_at = now() \
          WHERE id = ANY($1) AND cancel_requested_at IS NULL AND attempts < max_attempts \
            AND ((status IN ('queued', 'failed') AND run_at <= now() + interval '1 second') \
                 OR (status = 'running' AND id = ANY($3))) \
+           AND EXISTS (SELECT 1 FROM quick) \
          RETURNING id, kind, queue, payload, attempts, max_attempts",
         schema.qualify("jobs")
     );
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    let claimed = sqlx::query_as(AssertSqlSafe(sql))
+    sqlx::query_as(AssertSqlSafe(sql))
         .bind(ids)
         .bind(worker)
         .bind(reclaimed)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(claimed)
+        .fetch_all(pool)
+        .await
 }
 
 /// The state of jobs a worker could not claim, to decide what to do with
@@ -372,19 +371,31 @@ pub(crate) struct Changed {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Records finished runs, fenced on the attempt: a run whose job was
-/// meanwhile taken over (or cancelled and requeued) changes nothing.
+/// Stores log lines and records finished runs in one statement (one round
+/// trip, one commit). Finishes are fenced on the attempt: a run whose job
+/// was meanwhile taken over (or cancelled and requeued) changes nothing.
 /// Returns the jobs changed.
-pub(crate) async fn finish(
-    conn: &mut PgConnection,
+pub(crate) async fn finish<'e>(
+    executor: impl PgExecutor<'e>,
     schema: &SchemaName,
+    lines: &[super::handler::LogLine],
     done: &[Finish],
 ) -> Result<Vec<Changed>, sqlx::Error> {
-    if done.is_empty() {
+    if lines.is_empty() && done.is_empty() {
         return Ok(Vec::new());
     }
+    let logs = if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "logs AS (INSERT INTO {} (job_id, attempt, line_no, at, level, line) \
+               SELECT * FROM unnest($8::uuid[], $9::int4[], $10::int4[], $11::timestamptz[], $12::text[], $13::text[]) \
+               ON CONFLICT DO NOTHING), ",
+            schema.qualify("job_logs")
+        )
+    };
     let sql = format!(
-        "UPDATE {} AS j SET status = u.status, result = u.result, error = u.error, \
+        "WITH {logs}done AS (UPDATE {} AS j SET status = u.status, result = u.result, error = u.error, \
            run_at = COALESCE(u.run_at, j.run_at), attempts = j.attempts - u.refund, worker_id = NULL, \
            updated_at = now(), \
            started_at = CASE WHEN u.status = 'queued' THEN NULL ELSE j.started_at END, \
@@ -392,19 +403,28 @@ pub(crate) async fn finish(
          FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::int4[]) \
            AS u(id, attempt, status, result, error, run_at, refund) \
          WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt \
-         RETURNING j.id, j.kind, j.queue, j.status, j.attempts, j.max_attempts, j.run_at, j.error, j.updated_at",
+         RETURNING j.id, j.kind, j.queue, j.status, j.attempts, j.max_attempts, j.run_at, j.error, j.updated_at) \
+         SELECT * FROM done",
         schema.qualify("jobs")
     );
-    sqlx::query_as(AssertSqlSafe(sql))
+    let mut query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(done.iter().map(|d| d.id).collect::<Vec<_>>())
         .bind(done.iter().map(|d| d.attempt).collect::<Vec<_>>())
         .bind(done.iter().map(|d| d.status.as_str()).collect::<Vec<_>>())
         .bind(done.iter().map(|d| d.result.clone()).collect::<Vec<_>>())
         .bind(done.iter().map(|d| d.error.as_deref()).collect::<Vec<_>>())
         .bind(done.iter().map(|d| d.run_at).collect::<Vec<_>>())
-        .bind(done.iter().map(|d| d.refund).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await
+        .bind(done.iter().map(|d| d.refund).collect::<Vec<_>>());
+    if !lines.is_empty() {
+        query = query
+            .bind(lines.iter().map(|l| l.job_id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| i32::try_from(l.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| i32::try_from(l.line_no).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.at).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.level.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>());
+    }
+    query.fetch_all(executor).await
 }
 
 /// Ends running jobs that cannot run on: cancelled ones whose worker was
@@ -428,37 +448,6 @@ pub(crate) async fn end_lost(
         .bind(error)
         .fetch_all(pool)
         .await
-}
-
-/// Appends log lines (ignoring lines already stored).
-pub(crate) async fn insert_logs(
-    conn: &mut PgConnection,
-    schema: &SchemaName,
-    lines: &[super::handler::LogLine],
-) -> Result<(), sqlx::Error> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO {} (job_id, attempt, line_no, at, level, line) \
-         SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[]) \
-         ON CONFLICT DO NOTHING",
-        schema.qualify("job_logs")
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(lines.iter().map(|l| l.job_id).collect::<Vec<_>>())
-        .bind(
-            lines.iter().map(|l| i32::try_from(l.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-        )
-        .bind(
-            lines.iter().map(|l| i32::try_from(l.line_no).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-        )
-        .bind(lines.iter().map(|l| l.at).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.level.as_str()).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// An unfinished job the recovery sweep looks at.

@@ -125,15 +125,14 @@ async fn recover_org(
                     .await?;
             }
         }
-        jobs.dispatch(org.id, &queued).await?;
-        super::events::publish_jobs(jobs.redis(), jobs.keys(), org.id, &queued).await;
+        jobs.dispatch(org.id, &queued, true).await?;
         super::events::publish_jobs(jobs.redis(), jobs.keys(), org.id, &dead).await;
     }
     if !redispatch.is_empty() {
         let rows = store::by_ids(jobs.pool(), &schema, &redispatch).await?;
         let rows: Vec<_> = rows.into_iter().filter(|j| !j.status.is_final()).collect();
         report.redispatched = rows.len();
-        jobs.dispatch(org.id, &rows).await?;
+        jobs.dispatch(org.id, &rows, false).await?;
     }
     report.dead_indexed = index_dead(jobs, org).await?;
     Ok(report)

@@ -121,6 +121,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(10);
 const RECORD_TTL_SECS: i64 = 300;
 /// How long a fetch waits for entries (a stop waits for it at most this).
 const FETCH_BLOCK: Duration = Duration::from_millis(500);
+/// Runs whose outcome is not yet written, at most (the worker waits for
+/// PostgreSQL beyond this).
+const MAX_UNRECORDED: usize = 5_000;
 /// Most entries started in one dispatch round.
 const DISPATCH_BATCH: usize = 512;
 /// Log lines are stored at least this often...
@@ -172,6 +175,8 @@ struct Shared {
     started_at: chrono::DateTime<Utc>,
     queues: Vec<QueueState>,
     slots: Arc<Semaphore>,
+    /// Runs started and not yet recorded (see [`MAX_UNRECORDED`]).
+    recording: Arc<Semaphore>,
     concurrency: AtomicUsize,
     /// Slots to take away (autoscale down, or a lower concurrency).
     to_forget: AtomicUsize,
@@ -226,6 +231,8 @@ pub(crate) struct Done {
     platform: Option<PlatformJob>,
     outcome: Outcome,
     elapsed: Duration,
+    /// Held until the outcome is written.
+    _recording: OwnedSemaphorePermit,
 }
 
 #[derive(Debug)]
@@ -293,6 +300,7 @@ impl Worker {
             started_at: Utc::now(),
             prefetch: concurrency.clamp(16, DISPATCH_BATCH),
             slots: Arc::new(Semaphore::new(concurrency)),
+            recording: Arc::new(Semaphore::new(MAX_UNRECORDED)),
             concurrency: AtomicUsize::new(concurrency),
             to_forget: AtomicUsize::new(0),
             autoscale: options.autoscale,
@@ -604,7 +612,22 @@ async fn dispatch_loop(shared: Arc<Shared>, mut runs: JoinSet<()>) -> JoinSet<()
         shared.pressed.store(shared.buffered() > 0, Ordering::Relaxed);
         permits.truncate(batch.len());
         shared.room.notify_waiters();
-        start(&shared, batch, permits, &mut runs).await;
+        // Runs whose outcome is not written yet are bounded too: when the
+        // database falls behind, the worker slows down instead of piling
+        // them up in memory.
+        let wanted = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let recording = tokio::select! {
+            permit = shared.recording.clone().acquire_many_owned(wanted) => permit.ok(),
+            () = shared.stopping.cancelled() => None,
+        };
+        let Some(recording) = recording else {
+            // Stopping: put them back, to be handed back with the rest.
+            for fetched in batch.into_iter().rev() {
+                Shared::lock(&shared.queues[fetched.queue].buffer).push_front(fetched);
+            }
+            break;
+        };
+        start(&shared, batch, permits, recording, &mut runs).await;
     }
     runs
 }
@@ -643,6 +666,7 @@ async fn start(
     shared: &Arc<Shared>,
     batch: Vec<Fetched>,
     mut permits: Vec<OwnedSemaphorePermit>,
+    mut recording: OwnedSemaphorePermit,
     runs: &mut JoinSet<()>,
 ) {
     let mut by_org: HashMap<Uuid, Vec<(Fetched, Uuid)>> = HashMap::new();
@@ -672,21 +696,32 @@ async fn start(
         by_org.into_iter().map(|(org, entries)| claim_org(shared, OrgId::from_uuid(org), entries)),
     )
     .await;
-    for claimed in claims {
+    let mut announce = Vec::new();
+    for (org, claimed, events) in claims {
         ready.extend(claimed);
+        announce.push((org, events));
     }
     for job in ready {
-        let Some(permit) = permits.pop() else { break };
-        spawn_run(shared, job, permit, runs);
+        let (Some(permit), Some(record)) = (permits.pop(), recording.split(1)) else { break };
+        spawn_run(shared, job, permit, record, runs);
     }
+    // Announced once the runs are started (they need not wait for it); a
+    // run's end is announced after its record is written, later still.
+    let redis = shared.jobs.redis();
+    let keys = shared.jobs.keys();
+    futures::future::join_all(
+        announce.iter().map(|(org, events)| events::publish_events(redis, keys, *org, events)),
+    )
+    .await;
 }
 
 /// Claims the org jobs of one batch; deals with the entries it could not.
+/// Returns the jobs to run and their `running` events.
 async fn claim_org(
     shared: &Arc<Shared>,
     org_id: OrgId,
     entries: Vec<(Fetched, Uuid)>,
-) -> Vec<Ready> {
+) -> (OrgId, Vec<Ready>, Vec<JobEvent>) {
     let jobs = &shared.jobs;
     let org = match jobs.orgs().by_id(org_id).await {
         Ok(Some(org)) => org,
@@ -695,25 +730,25 @@ async fn claim_org(
             let forget: Vec<Uuid> = entries.iter().map(|(_, j)| *j).collect();
             let fetched: Vec<Fetched> = entries.into_iter().map(|(f, _)| f).collect();
             drop_entries(shared, &fetched, &forget).await;
-            return Vec::new();
+            return (org_id, Vec::new(), Vec::new());
         }
         Err(err) => {
             tracing::warn!(org_id = %org_id, error = %err, "cannot look up an org; its jobs wait");
             postpone(shared, org_id, entries, Duration::from_secs(5)).await;
-            return Vec::new();
+            return (org_id, Vec::new(), Vec::new());
         }
     };
     match org.status {
         OrgStatus::Active => {}
         OrgStatus::Suspended => {
             postpone(shared, org_id, entries, Duration::from_secs(60)).await;
-            return Vec::new();
+            return (org_id, Vec::new(), Vec::new());
         }
         OrgStatus::Deleted => {
             let forget: Vec<Uuid> = entries.iter().map(|(_, j)| *j).collect();
             let fetched: Vec<Fetched> = entries.into_iter().map(|(f, _)| f).collect();
             drop_entries(shared, &fetched, &forget).await;
-            return Vec::new();
+            return (org_id, Vec::new(), Vec::new());
         }
     }
     let schema = org.schema();
@@ -725,7 +760,7 @@ async fn claim_org(
         Err(err) => {
             tracing::warn!(org_id = %org_id, error = %err, "cannot claim jobs; they wait");
             postpone(shared, org_id, entries, Duration::from_secs(5)).await;
-            return Vec::new();
+            return (org_id, Vec::new(), Vec::new());
         }
     };
     let mut by_id: HashMap<Uuid, Fetched> = HashMap::new();
@@ -771,8 +806,7 @@ async fn claim_org(
     if !by_id.is_empty() {
         unclaimed(shared, &org, by_id).await;
     }
-    events::publish_events(jobs.redis(), jobs.keys(), org_id, &events).await;
-    ready
+    (org_id, ready, events)
 }
 
 /// Entries whose job could not be claimed: a finished or missing job is
@@ -923,6 +957,7 @@ fn spawn_run(
     shared: &Arc<Shared>,
     job: Ready,
     permit: OwnedSemaphorePermit,
+    recording: OwnedSemaphorePermit,
     runs: &mut JoinSet<()>,
 ) {
     let Some(records) = Shared::lock(&shared.records).clone() else { return };
@@ -1002,6 +1037,7 @@ fn spawn_run(
             platform: job.platform,
             outcome,
             elapsed,
+            _recording: recording,
         })));
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
@@ -1041,15 +1077,12 @@ async fn recorder(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Record>) 
                 } => {}
             }
         }
-        while received.len() < 10_000 {
-            match rx.try_recv() {
-                Ok(record) => received.push(record),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
+        drain_records(&mut rx, &mut received, &mut closed);
+        if !closed && !received.is_empty() && received.len() < LINGER_BELOW {
+            // Light traffic: wait a moment so finishes share one commit
+            // (fewer disk flushes for PostgreSQL, which enqueues share).
+            tokio::time::sleep(LINGER).await;
+            drain_records(&mut rx, &mut received, &mut closed);
         }
         let mut live: HashMap<Uuid, (Option<Uuid>, Vec<LogLine>)> = HashMap::new();
         for record in received {
@@ -1118,6 +1151,28 @@ async fn recorder(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Record>) 
     }
 }
 
+/// A recorder round with fewer records than this waits [`LINGER`] for more.
+const LINGER_BELOW: usize = 32;
+const LINGER: Duration = Duration::from_millis(1);
+
+/// Takes what is waiting in the channel (up to 10,000 records a round).
+fn drain_records(
+    rx: &mut mpsc::UnboundedReceiver<Record>,
+    received: &mut Vec<Record>,
+    closed: &mut bool,
+) {
+    while received.len() < 10_000 {
+        match rx.try_recv() {
+            Ok(record) => received.push(record),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                *closed = true;
+                break;
+            }
+        }
+    }
+}
+
 /// Writes one org's lines and finished runs in one transaction, then
 /// acknowledges the entries. Returns the batch when it must be retried.
 async fn flush(
@@ -1172,14 +1227,7 @@ async fn flush(
             }
         })
         .collect();
-    let written: Result<Vec<store::Changed>, sqlx::Error> = async {
-        let mut tx = jobs.pool().begin().await?;
-        store::insert_logs(&mut tx, &schema, &batch.lines).await?;
-        let changed = store::finish(&mut tx, &schema, &finishes).await?;
-        tx.commit().await?;
-        Ok(changed)
-    }
-    .await;
+    let written = store::finish(jobs.pool(), &schema, &batch.lines, &finishes).await;
     let changed = match written {
         Ok(changed) => changed,
         Err(err) if is_missing_schema(&err) => {
@@ -1202,6 +1250,7 @@ async fn flush(
     let pipeline = jobs.redis().pipeline();
     let mut hand_back: HashMap<usize, Vec<Delivery>> = HashMap::new();
     let mut acks: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut forget: HashMap<usize, Vec<String>> = HashMap::new();
     let dead_at = now.timestamp_millis() as f64;
     for (done, finish) in batch.done.iter().zip(&finishes) {
         record_metrics(shared, done);
@@ -1232,7 +1281,7 @@ async fn flush(
                     .await;
             }
             JobStatus::Dead => {
-                let _: Result<(), _> = pipeline.srem(&keys.index, done.job.to_string()).await;
+                forget.entry(done.queue).or_default().push(done.job.to_string());
                 let _: Result<(), _> = pipeline
                     .zadd(
                         &keys.dead,
@@ -1244,17 +1293,20 @@ async fn flush(
                     )
                     .await;
             }
-            _ => {
-                let _: Result<(), _> = pipeline.srem(&keys.index, done.job.to_string()).await;
-            }
+            _ => forget.entry(done.queue).or_default().push(done.job.to_string()),
         }
         acks.entry(done.queue).or_default().push(done.entry.id.clone());
+    }
+    for (queue, ids) in forget {
+        let _: Result<(), _> = pipeline.srem(&shared.queues[queue].queue.keys().index, ids).await;
     }
     for (queue, ids) in &acks {
         let key = &shared.queues[*queue].queue.keys().stream;
         let _: Result<(), _> = pipeline.xack(key, crate::queue::GROUP, ids.clone()).await;
         let _: Result<(), _> = pipeline.xdel(key, ids.clone()).await;
     }
+    let events: Vec<JobEvent> = changed.iter().map(JobEvent::of_change).collect();
+    events::publish_in(&pipeline, jobs.keys(), org_id, &events).await;
     if let Err(err) = pipeline.all::<Vec<Value>>().await {
         // Recorded in PostgreSQL; the entries are delivered again and the
         // claim sees the jobs finished.
@@ -1279,8 +1331,6 @@ async fn flush(
             shared.release(queue, &id);
         }
     }
-    let events: Vec<JobEvent> = changed.iter().map(JobEvent::of_change).collect();
-    events::publish_events(jobs.redis(), jobs.keys(), org_id, &events).await;
     None
 }
 
