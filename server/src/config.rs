@@ -42,6 +42,10 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `DB_CONNECT_TIMEOUT_SECS`: how long to wait for a PostgreSQL connection.
     pub db_connect_timeout: Duration,
+    /// `DB_STATEMENT_CACHE`: prepared statements kept per connection, for
+    /// statements on shared tables (org-scoped statements name their org's
+    /// schema and are never kept, so this does not grow with orgs).
+    pub db_statement_cache: usize,
     /// `REDIS_KEY_PREFIX`: prefix of every Redis key and channel.
     pub redis_key_prefix: String,
     /// `LOG_FORMAT`: text | json.
@@ -220,6 +224,7 @@ impl Config {
                 1,
                 600,
             )?),
+            db_statement_cache: parse_int(&get, "DB_STATEMENT_CACHE", 256, 1, 100_000)?,
             redis_key_prefix: prefix,
             log_format,
             debug_sql: parse_bool(&get, "DEBUG_SQL", false)?,
@@ -271,7 +276,7 @@ impl Config {
                 sweep_interval: Duration::from_secs(parse_int(
                     &get,
                     "JOB_SWEEP_INTERVAL_SECS",
-                    60,
+                    300,
                     1,
                     86_400,
                 )?),
@@ -317,6 +322,7 @@ impl Config {
             max_connections: self.db_pool_size,
             connect_timeout: self.db_connect_timeout,
             debug_sql: self.debug_sql,
+            statement_cache_capacity: self.db_statement_cache,
         }
     }
 }

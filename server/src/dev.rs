@@ -26,6 +26,9 @@ pub struct DevArgs {
     /// Where the private servers keep their data.
     #[arg(long, default_value = ".orgstack/dev")]
     pub data_dir: PathBuf,
+    /// Run no worker in this process (run `orgstack worker` beside it).
+    #[arg(long)]
+    pub no_worker: bool,
 }
 
 /// The servers `dev` uses: private ones it started, or the configured ones.
@@ -194,10 +197,16 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         (None, Some(email)) => println!("  Admin       {email} (sign in: POST /api/v1/auth/login)"),
         (None, None) => {}
     }
-    println!(
-        "  Worker      queues {} ({} at once), and the scheduler, in this process",
-        worker_queues, worker_options.concurrency
-    );
+    if args.no_worker {
+        println!(
+            "  Worker      none here (--no-worker: run `orgstack worker`); the scheduler runs here"
+        );
+    } else {
+        println!(
+            "  Worker      queues {} ({} at once), and the scheduler, in this process",
+            worker_queues, worker_options.concurrency
+        );
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -206,10 +215,12 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let worker = tokio::spawn(
-        crate::jobs::worker::Worker::new(state.jobs.clone(), worker_options)
-            .run(stopped(stop_rx.clone())),
-    );
+    let worker = (!args.no_worker).then(|| {
+        tokio::spawn(
+            crate::jobs::worker::Worker::new(state.jobs.clone(), worker_options)
+                .run(stopped(stop_rx.clone())),
+        )
+    });
     let scheduler = tokio::spawn(
         crate::jobs::scheduler::Scheduler::new(state.jobs.clone(), Default::default())
             .run(stopped(stop_rx)),
@@ -218,12 +229,14 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
         crate::http::serve(state, listener, Some(metrics_listener), crate::http::shutdown_signal())
             .await;
     let _ = stop_tx.send(true);
-    match worker.await {
-        Ok(Err(err)) => {
-            tracing::warn!(error = format!("{err:#}"), "the worker stopped with an error")
+    if let Some(worker) = worker {
+        match worker.await {
+            Ok(Err(err)) => {
+                tracing::warn!(error = format!("{err:#}"), "the worker stopped with an error")
+            }
+            Err(err) => tracing::warn!(error = %err, "the worker task failed"),
+            Ok(Ok(_)) => {}
         }
-        Err(err) => tracing::warn!(error = %err, "the worker task failed"),
-        Ok(Ok(_)) => {}
     }
     if let Ok(Err(err)) = scheduler.await {
         tracing::warn!(error = format!("{err:#}"), "the scheduler stopped with an error");

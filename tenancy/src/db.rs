@@ -15,6 +15,11 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// Log every statement with its duration at INFO (target `sqlx::query`).
     pub debug_sql: bool,
+    /// Prepared statements kept per connection (at least 1: sqlx leaks
+    /// named statements when its cache is off). Org-scoped statements are
+    /// run unprepared (`persistent(false)`): their text names the org's
+    /// schema, so caching them would keep one per org and connection.
+    pub statement_cache_capacity: usize,
 }
 
 impl Default for PoolSettings {
@@ -23,6 +28,7 @@ impl Default for PoolSettings {
             max_connections: 10,
             connect_timeout: Duration::from_secs(5),
             debug_sql: false,
+            statement_cache_capacity: 256,
         }
     }
 }
@@ -33,7 +39,9 @@ pub fn connect_options(
     settings: &PoolSettings,
 ) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("orgstack");
+    let options = options
+        .application_name("orgstack")
+        .statement_cache_capacity(settings.statement_cache_capacity.max(1));
     Ok(if settings.debug_sql {
         options
             .log_statements(LevelFilter::Info)

@@ -104,6 +104,12 @@ impl RedisKeys {
         format!("{}:schedules:fired:{}:{}", self.prefix, name, tick_ms)
     }
 
+    /// Set once by the scheduler; when it is missing, Redis lost its data
+    /// (or is new) and the recovery sweep runs at once.
+    pub fn jobs_sentinel(&self) -> String {
+        format!("{}:jobs:sentinel", self.prefix)
+    }
+
     /// A distributed lock on `name` (platform-wide work).
     pub fn lock_key(&self, name: &str) -> String {
         format!("{}:lock:{}", self.prefix, name)

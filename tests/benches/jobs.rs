@@ -113,7 +113,9 @@ async fn main() -> anyhow::Result<()> {
 
 struct Bench {
     jobs: Jobs,
-    org: Org,
+    /// The org org jobs go to (each phase takes a fresh one, so no phase
+    /// inherits another's dead rows and vacuum debt).
+    org: Mutex<Org>,
     stamps: Stamp,
     first: First,
     concurrency: usize,
@@ -137,23 +139,25 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
     registry.register(stamps.clone());
     let first = First::default();
     registry.register(first.clone());
-    let jobs = Jobs::new(pool.clone(), redis.clone(), keys.clone(), orgs, registry, JobsConfig::default());
+    let jobs =
+        Jobs::new(pool.clone(), redis.clone(), keys.clone(), orgs, registry, JobsConfig::default());
     let pg_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
     let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await?;
     println!(
         "PostgreSQL {pg_version} (fsync={fsync}, synchronous_commit={sync}); one worker, concurrency {concurrency}; {n} jobs per run"
     );
-    let bench = Bench { jobs, org, stamps, first, concurrency, redis, keys };
+    let bench = Bench { jobs, org: Mutex::new(org), stamps, first, concurrency, redis, keys };
     if args.iter().any(|a| a == "--only-latency") {
         for kind in ["org", "platform"] {
             let (p50, p99, max) = latency(&bench, kind, 1000, Duration::from_secs(10)).await?;
-            println!("{kind} enqueue-to-start at 1,000 jobs/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
+            println!(
+                "{kind} enqueue-to-start at 1,000 jobs/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
+            );
         }
         return Ok(());
     }
-    if let Some(i) = args.iter().position(|a| a == "--only-org-drain") {
-        let _ = i;
+    if args.iter().any(|a| a == "--only-org-drain") {
         fill(&bench, "org", n).await?;
         println!("filled; draining");
         let rate = drain(&bench, n).await?;
@@ -178,13 +182,18 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
 
     // Drain rate against the size of the backlog.
     for kind in ["platform", "org"] {
+        bench.fresh_org("backlog-small").await.ok();
         let mut small = Vec::new();
         for _ in 0..15 {
             fill(&bench, kind, 1000).await?;
             small.push(drain(&bench, 1000).await?);
         }
-        println!("{kind} drain from a backlog of 1,000: median {:.0} jobs/s over 15 runs", median(&mut small));
+        println!(
+            "{kind} drain from a backlog of 1,000: median {:.0} jobs/s over 15 runs",
+            median(&mut small)
+        );
         if !args.iter().any(|a| a == "--skip-big") {
+            bench.fresh_org(&format!("backlog-large-{kind}")).await?;
             let started = Instant::now();
             fill(&bench, kind, big).await?;
             let filled = started.elapsed();
@@ -198,6 +207,7 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
     }
 
     // Enqueue-to-start latency at a steady 1,000 jobs/s.
+    bench.fresh_org("latency").await?;
     for kind in ["org", "platform"] {
         let (p50, p99, max) = latency(&bench, kind, 1000, Duration::from_secs(10)).await?;
         println!(
@@ -206,6 +216,19 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
         );
     }
     Ok(())
+}
+
+impl Bench {
+    fn org(&self) -> Org {
+        self.org.lock().expect("org").clone()
+    }
+
+    /// Org jobs go to a new org from now on.
+    async fn fresh_org(&self, slug: &str) -> anyhow::Result<()> {
+        let org = self.jobs.orgs().create(slug, &Slug::parse(slug)?).await?;
+        *self.org.lock().expect("org") = org;
+        Ok(())
+    }
 }
 
 async fn platform_enqueue(bench: &Bench, n: usize) -> anyhow::Result<f64> {
@@ -230,7 +253,8 @@ async fn fill(bench: &Bench, kind: &str, n: usize) -> anyhow::Result<()> {
         } else {
             let batch: Vec<NewJob> =
                 (0..size).map(|_| NewJob::new("bench.noop", Value::Null)).collect();
-            bench.jobs.enqueue_batch(&bench.org, &Actor::System, batch).await?;
+            let org = bench.org();
+            bench.jobs.enqueue_batch(&org, &Actor::System, batch).await?;
         }
         left -= size;
     }
@@ -244,7 +268,7 @@ async fn org_enqueue_single(bench: &Bench, callers: usize, time: Duration) -> an
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
             let jobs = bench.jobs.clone();
-            let org = bench.org.clone();
+            let org = bench.org();
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while Instant::now() < deadline {
@@ -283,10 +307,17 @@ async fn drain(bench: &Bench, n: usize) -> anyhow::Result<f64> {
     let task = tokio::spawn(worker.run(async move {
         let _ = stopped.await;
     }));
+    let verbose = std::env::var("BENCH_PROGRESS").is_ok();
+    let mut last_report = (Instant::now(), n as u64);
     let end = loop {
         let left: u64 = bench.redis.xlen(&stream).await?;
         if left == 0 {
             break Instant::now();
+        }
+        if verbose && last_report.0.elapsed() >= Duration::from_secs(5) {
+            let rate = (last_report.1 - left) as f64 / last_report.0.elapsed().as_secs_f64();
+            println!("  {left} left, {rate:.0} jobs/s over the last 5 s");
+            last_report = (Instant::now(), left);
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     };
@@ -299,7 +330,12 @@ async fn drain(bench: &Bench, n: usize) -> anyhow::Result<f64> {
 /// Enqueues `rate` jobs per second for `time` while a worker runs; returns
 /// p50, p99 and max of the time from calling enqueue to the handler's
 /// start, in ms.
-async fn latency(bench: &Bench, kind: &str, rate: u64, time: Duration) -> anyhow::Result<(f64, f64, f64)> {
+async fn latency(
+    bench: &Bench,
+    kind: &str,
+    rate: u64,
+    time: Duration,
+) -> anyhow::Result<(f64, f64, f64)> {
     let worker = Worker::new(
         bench.jobs.clone(),
         WorkerOptions {
@@ -322,7 +358,7 @@ async fn latency(bench: &Bench, kind: &str, rate: u64, time: Duration) -> anyhow
     while Instant::now() < deadline {
         ticker.tick().await;
         let jobs = bench.jobs.clone();
-        let org = bench.org.clone();
+        let org = bench.org();
         let sent = sent.clone();
         let platform = kind == "platform";
         producers.push(tokio::spawn(async move {
@@ -330,7 +366,10 @@ async fn latency(bench: &Bench, kind: &str, rate: u64, time: Duration) -> anyhow
             let id = if platform {
                 jobs.enqueue_platform(NewJob::new("bench.stamp", Value::Null)).await?
             } else {
-                jobs.enqueue(&org, &Actor::System, NewJob::new("bench.stamp", Value::Null)).await?.job.id
+                jobs.enqueue(&org, &Actor::System, NewJob::new("bench.stamp", Value::Null))
+                    .await?
+                    .job
+                    .id
             };
             sent.lock().expect("sent").insert(id, (at, Instant::now()));
             Ok::<(), anyhow::Error>(())
@@ -346,13 +385,20 @@ async fn latency(bench: &Bench, kind: &str, rate: u64, time: Duration) -> anyhow
     let stamps = bench.stamps.0.lock().expect("stamps");
     let mut ms: Vec<f64> = sent
         .iter()
-        .filter_map(|(id, (at, _))| stamps.get(id).map(|s| s.duration_since(*at).as_secs_f64() * 1000.0))
+        .filter_map(|(id, (at, _))| {
+            stamps.get(id).map(|s| s.duration_since(*at).as_secs_f64() * 1000.0)
+        })
         .collect();
     anyhow::ensure!(ms.len() == sent.len(), "{} of {} jobs started", ms.len(), sent.len());
     ms.sort_by(f64::total_cmp);
-    let mut call: Vec<f64> = sent.values().map(|(at, back)| back.duration_since(*at).as_secs_f64() * 1000.0).collect();
+    let mut call: Vec<f64> =
+        sent.values().map(|(at, back)| back.duration_since(*at).as_secs_f64() * 1000.0).collect();
     call.sort_by(f64::total_cmp);
-    println!("  ({kind}: the enqueue call itself: p50 {:.2} ms, p99 {:.2} ms)", percentile(&call, 0.5), percentile(&call, 0.99));
+    println!(
+        "  ({kind}: the enqueue call itself: p50 {:.2} ms, p99 {:.2} ms)",
+        percentile(&call, 0.5),
+        percentile(&call, 0.99)
+    );
     Ok((percentile(&ms, 0.5), percentile(&ms, 0.99), ms.last().copied().unwrap_or(0.0)))
 }
 

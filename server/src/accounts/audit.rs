@@ -1,6 +1,10 @@
 //! Audit events: org-scoped ones in the org's `audit_events`, platform ones
 //! in `public.audit_events`. Written in the same transaction as the change
 //! they describe.
+//!
+//! Org-scoped statements are not kept prepared: their text names the org's
+//! schema, so a prepared-statement cache would hold one per org (and per
+//! connection), which thousands of orgs would fill.
 
 use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Order, PostgresQueryBuilder, Query};
@@ -43,7 +47,7 @@ pub async fn record_org(
             details.into(),
         ])
         .build_sqlx(PostgresQueryBuilder);
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), values).execute(conn).await?;
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), values).persistent(false).execute(conn).await?;
     Ok(())
 }
 
@@ -92,5 +96,5 @@ pub async fn list_org(
         );
     }
     let (sql, values) = query.build_sqlx(PostgresQueryBuilder);
-    sqlx::query_as_with(sqlx::AssertSqlSafe(sql), values).fetch_all(pool).await
+    sqlx::query_as_with(sqlx::AssertSqlSafe(sql), values).persistent(false).fetch_all(pool).await
 }

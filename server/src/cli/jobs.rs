@@ -429,7 +429,8 @@ pub async fn jobs(out: &mut impl Write, config: Config, cmd: JobsCommand) -> any
             }
         }
         JobsCommand::Recover { grace } => {
-            let report = crate::jobs::sweep::recover(jobs, Duration::from_secs(grace)).await?;
+            let report =
+                crate::jobs::sweep::recover(jobs, Duration::from_secs(grace), true).await?;
             writeln!(
                 out,
                 "swept {} orgs, {} unfinished jobs: {} dispatched again, {} orphans of lost workers requeued, {} dead jobs re-indexed",

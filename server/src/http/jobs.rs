@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::jobs::events::{JobEvent, LogMessage, Received};
 use crate::jobs::handler::LogLine;
 use crate::jobs::worker::WorkerInfo;
-use crate::jobs::{Job, JobFilter, JobStatus, NewJob};
+use crate::jobs::{Job, JobFilter, JobStatus, JobSummary, NewJob};
 use crate::queue::{QueueName, QueueStats};
 
 /// A job id from the path; an invalid one is answered like a missing job.
@@ -104,14 +104,15 @@ pub struct JobQuery {
     pub kind: Option<String>,
 }
 
-/// `GET /api/v1/orgs/{org}/jobs` (viewers): newest first.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs", tag = "jobs", params(("org" = String, Path, description = "Org slug"), ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled or dead"), ("kind" = Option<String>, Query, description = "Only this kind"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<Job>), (status = 400, description = "Invalid status, limit or cursor", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
+/// `GET /api/v1/orgs/{org}/jobs` (viewers): newest first, as summaries (no
+/// payload or result; `GET .../jobs/{job_id}` has them).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/jobs", tag = "jobs", params(("org" = String, Path, description = "Org slug"), ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled or dead"), ("kind" = Option<String>, Query, description = "Only this kind"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), security(("bearer" = [])), responses((status = 200, body = ListResponse<JobSummary>), (status = 400, description = "Invalid status, limit or cursor", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     access: OrgAccess,
     page: Page,
     Query(query): Query<JobQuery>,
-) -> Result<Json<ListResponse<Job>>, ApiError> {
+) -> Result<ListResponse<JobSummary>, ApiError> {
     let status = query
         .status
         .as_deref()
@@ -187,7 +188,7 @@ pub async fn logs(
     access: OrgAccess,
     Path(ids): Path<(String, String)>,
     page: Page,
-) -> Result<Json<ListResponse<crate::jobs::StoredLine>>, ApiError> {
+) -> Result<ListResponse<crate::jobs::StoredLine>, ApiError> {
     let after = page
         .cursor
         .as_ref()

@@ -33,12 +33,27 @@ impl<T> ListResponse<T> {
         mut items: Vec<T>,
         limit: u32,
         key: impl Fn(&T) -> serde_json::Value,
-    ) -> Json<Self> {
+    ) -> Self {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor =
             more.then(|| items.last().map(|item| encode_cursor(&key(item)))).flatten();
-        Json(ListResponse { items, next_cursor })
+        ListResponse { items, next_cursor }
+    }
+}
+
+/// Serialized into a buffer sized for the page at once (lists are the
+/// largest responses; growing the buffer step by step copies them again
+/// and again).
+impl<T: Serialize> axum::response::IntoResponse for ListResponse<T> {
+    fn into_response(self) -> axum::response::Response {
+        let mut body = Vec::with_capacity(64 + self.items.len() * 384);
+        match serde_json::to_writer(&mut body, &self) {
+            Ok(()) => {
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            Err(err) => ApiError::internal(err).into_response(),
+        }
     }
 }
 
@@ -97,7 +112,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     page: Page,
-) -> Result<Json<ListResponse<OrgView>>, ApiError> {
+) -> Result<ListResponse<OrgView>, ApiError> {
     let after = text_cursor(&page)?;
     let mut items: Vec<OrgView> = match &caller {
         Principal::User { user_id, .. } => {
@@ -239,7 +254,7 @@ pub async fn list_members(
     State(accounts): State<Accounts>,
     access: OrgAccess,
     page: Page,
-) -> Result<Json<ListResponse<Member>>, ApiError> {
+) -> Result<ListResponse<Member>, ApiError> {
     let after = text_cursor(&page)?;
     let items: Vec<Member> = accounts
         .list_members(access.org())
@@ -301,7 +316,7 @@ pub async fn list_api_keys(
     State(accounts): State<Accounts>,
     access: OrgAccess,
     page: Page,
-) -> Result<Json<ListResponse<ApiKey>>, ApiError> {
+) -> Result<ListResponse<ApiKey>, ApiError> {
     access.require(Role::Admin)?;
     let after: Option<Uuid> = match &page.cursor {
         None => None,
@@ -360,7 +375,7 @@ pub async fn list_audit(
     State(state): State<AppState>,
     access: OrgAccess,
     page: Page,
-) -> Result<Json<ListResponse<audit::AuditEvent>>, ApiError> {
+) -> Result<ListResponse<audit::AuditEvent>, ApiError> {
     access.require(Role::Admin)?;
     let cursor = page
         .cursor
@@ -406,10 +421,7 @@ pub async fn invite(
 pub async fn list_invitations(
     State(accounts): State<Accounts>,
     access: OrgAccess,
-) -> Result<Json<ListResponse<crate::accounts::invitations::Invitation>>, ApiError> {
+) -> Result<ListResponse<crate::accounts::invitations::Invitation>, ApiError> {
     access.require(Role::Admin)?;
-    Ok(Json(ListResponse {
-        items: accounts.list_invitations(access.org()).await?,
-        next_cursor: None,
-    }))
+    Ok(ListResponse { items: accounts.list_invitations(access.org()).await?, next_cursor: None })
 }

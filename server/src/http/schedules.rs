@@ -77,7 +77,7 @@ pub async fn list(
     State(state): State<AppState>,
     access: OrgAccess,
     page: Page,
-) -> Result<Json<ListResponse<Schedule>>, ApiError> {
+) -> Result<ListResponse<Schedule>, ApiError> {
     let after = match &page.cursor {
         None => None,
         Some(c) => Some(c.as_str().map(str::to_owned).ok_or_else(|| {

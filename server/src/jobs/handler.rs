@@ -252,8 +252,18 @@ impl Registry {
         registry
     }
 
-    /// Adds a kind (replacing one of the same name).
+    /// Adds a kind (replacing one of the same name). Kind names are 1 to
+    /// 100 of `[a-z0-9_.-]`.
     pub fn register(&mut self, handler: impl Handler) {
+        let kind = handler.kind();
+        debug_assert!(
+            !kind.is_empty()
+                && kind.len() <= 100
+                && kind
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)),
+            "job kind {kind:?} must be 1 to 100 of [a-z0-9_.-]"
+        );
         debug_assert!(
             QueueName::parse(handler.queue()).is_ok(),
             "queue of {} is not a valid name",

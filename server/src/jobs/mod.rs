@@ -139,6 +139,48 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A job as lists show it: no payload or result (they may be large; read
+/// one job for them), and the first line of its error, cut to 200
+/// characters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// By position (the columns of `store::SUMMARY_COLUMNS`, in order): lists
+/// decode many rows, and looking columns up by name costs.
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for JobSummary {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let status: &str = row.try_get(3)?;
+        Ok(JobSummary {
+            id: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            queue: row.try_get(2)?,
+            status: status.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            attempts: row.try_get(4)?,
+            max_attempts: row.try_get(5)?,
+            run_at: row.try_get(6)?,
+            error: row.try_get(7)?,
+            created_by: row.try_get(8)?,
+            created_at: row.try_get(9)?,
+            started_at: row.try_get(10)?,
+            finished_at: row.try_get(11)?,
+        })
+    }
+}
+
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -197,7 +239,7 @@ impl Default for JobsConfig {
             visibility_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_secs(1),
             retry_max: Duration::from_secs(3600),
-            sweep_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(300),
             retention_days: 14,
         }
     }
@@ -535,9 +577,8 @@ impl Jobs {
                 let _: () =
                     pipeline.zadd(&keys.scheduled, None, None, false, false, (due, entry)).await?;
             } else {
-                let _: () = pipeline
-                    .xadd(&keys.stream, false, None::<()>, "*", vec![("p", entry)])
-                    .await?;
+                let _: () =
+                    pipeline.xadd(&keys.stream, false, None::<()>, "*", vec![("p", entry)]).await?;
             }
         }
         if announce {
@@ -621,7 +662,7 @@ impl Jobs {
         filter: &JobFilter,
         after: Option<Uuid>,
         limit: u32,
-    ) -> Result<Vec<Job>, JobsError> {
+    ) -> Result<Vec<JobSummary>, JobsError> {
         Ok(store::list(&self.inner.pool, &org.schema(), filter, after, limit).await?)
     }
 

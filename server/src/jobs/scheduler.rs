@@ -21,6 +21,11 @@
 //! (no query across org schemas); it is rebuilt from PostgreSQL when a
 //! scheduler starts leading and every ten minutes, so a Redis that lost its
 //! data loses no schedule.
+//!
+//! The leader also runs the recovery sweep ([`super::sweep::recover`])
+//! every `JOB_SWEEP_INTERVAL_SECS`, and at once when a sentinel key it keeps
+//! in Redis disappears (Redis lost its data): then the due index and the
+//! queues' dead sets are rebuilt too.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,25 @@ use super::schedules::{self, Cron, due_member};
 use super::store;
 use super::{Jobs, JobsError, NewJob};
 use crate::queue::QueueName;
+
+/// How often the leader checks that Redis still has its data.
+const SENTINEL_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether Redis lost its data since the last check: the sentinel key the
+/// first check set is gone (it is set again). Errors count as no loss.
+async fn redis_lost_data(jobs: &Jobs) -> bool {
+    let set: Result<Option<String>, _> = jobs
+        .redis()
+        .set(
+            jobs.keys().jobs_sentinel(),
+            Utc::now().to_rfc3339(),
+            None,
+            Some(SetOptions::NX),
+            false,
+        )
+        .await;
+    matches!(set, Ok(Some(_)))
+}
 
 /// A tick fired this late or less is on time; later, it was missed.
 pub const ON_TIME: Duration = Duration::from_secs(30);
@@ -112,6 +136,7 @@ impl Scheduler {
         let mut lock = None;
         let mut last_rebuild: Option<Instant> = None;
         let mut last_sweep: Option<Instant> = None;
+        let mut last_check: Option<Instant> = None;
         let mut waiting_said = false;
         loop {
             if self.options.use_leader_lock {
@@ -142,6 +167,19 @@ impl Scheduler {
             }
             let leading = !self.options.use_leader_lock || lock.is_some();
             if leading {
+                let lost = if last_check.is_none_or(|at| at.elapsed() >= SENTINEL_EVERY) {
+                    last_check = Some(Instant::now());
+                    redis_lost_data(&self.jobs).await
+                } else {
+                    false
+                };
+                if lost {
+                    // What lived only in Redis is rebuilt at once.
+                    tracing::warn!(
+                        "Redis has lost its data (or is new): running the recovery sweep now"
+                    );
+                    last_rebuild = None;
+                }
                 if last_rebuild.is_none_or(|at| at.elapsed() >= Duration::from_secs(600)) {
                     match rebuild_index(&self.jobs).await {
                         Ok(n) => {
@@ -151,12 +189,14 @@ impl Scheduler {
                         Err(err) => tracing::warn!(error = %err, "cannot rebuild the due index"),
                     }
                 }
-                if last_sweep.is_none_or(|at| at.elapsed() >= self.jobs.config().sweep_interval) {
+                if lost
+                    || last_sweep.is_none_or(|at| at.elapsed() >= self.jobs.config().sweep_interval)
+                {
                     last_sweep = Some(Instant::now());
                     report.sweeps += 1;
-                    if let Err(err) =
-                        super::sweep::recover(&self.jobs, Duration::from_secs(10)).await
-                    {
+                    let swept =
+                        super::sweep::recover(&self.jobs, Duration::from_secs(10), lost).await;
+                    if let Err(err) = swept {
                         tracing::warn!(error = %err, "recovery sweep failed");
                     }
                 }

@@ -166,7 +166,7 @@ pub(crate) async fn get_in<'e>(
         schema.qualify("schedules"),
         if lock { " FOR UPDATE" } else { "" }
     );
-    sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(executor).await
+    sqlx::query_as(AssertSqlSafe(sql)).persistent(false).bind(id).fetch_optional(executor).await
 }
 
 /// Every enabled schedule of one org (to rebuild the due index).
@@ -175,7 +175,7 @@ pub(crate) async fn enabled<'e>(
     schema: &SchemaName,
 ) -> Result<Vec<Schedule>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM {} WHERE enabled", schema.qualify("schedules"));
-    sqlx::query_as(AssertSqlSafe(sql)).fetch_all(executor).await
+    sqlx::query_as(AssertSqlSafe(sql)).persistent(false).fetch_all(executor).await
 }
 
 /// Records that `tick` fired (making `job`) and when the next is, unless a
@@ -195,6 +195,7 @@ pub(crate) async fn mark_fired<'e>(
         schema.qualify("schedules")
     );
     let done = sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
         .bind(id)
         .bind(tick)
         .bind(job)
@@ -212,7 +213,7 @@ pub(crate) async fn set_next<'e>(
     next: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
     let sql = format!("UPDATE {} SET next_run_at = $2 WHERE id = $1", schema.qualify("schedules"));
-    sqlx::query(AssertSqlSafe(sql)).bind(id).bind(next).execute(executor).await?;
+    sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(id).bind(next).execute(executor).await?;
     Ok(())
 }
 
@@ -247,6 +248,7 @@ impl Jobs {
             schema.qualify("schedules")
         );
         let schedule: Schedule = sqlx::query_as(AssertSqlSafe(sql))
+            .persistent(false)
             .bind(Uuid::now_v7())
             .bind(&name)
             .bind(new.cron.trim())
@@ -286,6 +288,7 @@ impl Jobs {
             org.schema().qualify("schedules")
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .persistent(false)
             .bind(after.unwrap_or(""))
             .bind(i64::from(limit))
             .fetch_all(self.pool())
@@ -334,6 +337,7 @@ impl Jobs {
             schema.qualify("schedules")
         );
         let schedule: Schedule = sqlx::query_as(AssertSqlSafe(sql))
+            .persistent(false)
             .bind(id)
             .bind(&name)
             .bind(&cron_text)
@@ -370,8 +374,11 @@ impl Jobs {
         let mut tx = self.pool().begin().await?;
         let sql =
             format!("DELETE FROM {} WHERE id = $1 RETURNING name", schema.qualify("schedules"));
-        let name: Option<String> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+        let name: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(name) = name else { return Err(JobsError::ScheduleNotFound) };
         crate::accounts::audit::record_org(
             &mut tx,

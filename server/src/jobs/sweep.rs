@@ -38,15 +38,21 @@ pub struct RecoverReport {
 
 /// Sweeps every active org: unfinished jobs last changed more than `grace`
 /// ago that their queue's index does not hold are dispatched again. Jobs
-/// that finished are never touched, so they do not run again.
-pub async fn recover(jobs: &Jobs, grace: Duration) -> Result<RecoverReport, JobsError> {
+/// that finished are never touched, so they do not run again. With
+/// `lost_data` (Redis lost its data), dead jobs go back into their queues'
+/// dead sets too.
+pub async fn recover(
+    jobs: &Jobs,
+    grace: Duration,
+    lost_data: bool,
+) -> Result<RecoverReport, JobsError> {
     let orgs: Vec<Org> =
         jobs.orgs().list().await?.into_iter().filter(|o| o.status == OrgStatus::Active).collect();
     let live = live_workers(jobs).await?;
     let results: Vec<Result<RecoverReport, JobsError>> = futures::stream::iter(orgs)
         .map(|org| {
             let live = &live;
-            async move { recover_org(jobs, &org, grace, live).await }
+            async move { recover_org(jobs, &org, grace, live, lost_data).await }
         })
         .buffer_unordered(PARALLEL_ORGS)
         .collect()
@@ -88,6 +94,7 @@ async fn recover_org(
     org: &Org,
     grace: Duration,
     live: &[String],
+    lost_data: bool,
 ) -> Result<RecoverReport, JobsError> {
     let schema = org.schema();
     let pending = store::pending(jobs.pool(), &schema, grace, PER_ORG).await?;
@@ -134,7 +141,9 @@ async fn recover_org(
         report.redispatched = rows.len();
         jobs.dispatch(org.id, &rows, false).await?;
     }
-    report.dead_indexed = index_dead(jobs, org).await?;
+    if lost_data {
+        report.dead_indexed = index_dead(jobs, org).await?;
+    }
     Ok(report)
 }
 

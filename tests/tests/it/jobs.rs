@@ -185,10 +185,10 @@ async fn after_redis_loses_its_data_the_sweep_runs_every_accepted_job_exactly_on
     assert!(!keys.is_empty());
     let _: i64 = ctx.redis.del(keys).await.expect("flush");
 
-    let report = orgstack::jobs::sweep::recover(&jobs, Duration::ZERO).await.expect("sweep");
+    let report = orgstack::jobs::sweep::recover(&jobs, Duration::ZERO, true).await.expect("sweep");
     assert_eq!((report.redispatched, report.orphans), (100, 0), "{report:?}");
     // A second sweep finds everything held again: nothing twice.
-    let again = orgstack::jobs::sweep::recover(&jobs, Duration::ZERO).await.expect("sweep");
+    let again = orgstack::jobs::sweep::recover(&jobs, Duration::ZERO, true).await.expect("sweep");
     assert_eq!(again.redispatched, 0, "{again:?}");
 
     let worker = TestWorker::start(&jobs, 8);
@@ -700,4 +700,69 @@ async fn jobs_queues_and_workers_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid queue name"), "{}", stderr(&out));
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_leading_scheduler_notices_that_redis_lost_its_data_and_recovers() {
+    use orgstack::jobs::scheduler::{Scheduler, SchedulerOptions};
+    let (ctx, jobs, org) = setup().await;
+    let ids: Vec<Uuid> = jobs
+        .enqueue_batch(&org, &Actor::System, (0..20).map(|_| sleep(Value::Null)).collect())
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.job.id)
+        .collect();
+    // Accepted a minute ago (past the sweep's grace for jobs being dispatched).
+    let sql = format!(
+        "UPDATE {} SET updated_at = now() - interval '1 minute'",
+        org.schema().qualify("jobs")
+    );
+    sqlx::query(AssertSqlSafe(sql)).execute(&ctx.pool).await.expect("backdate");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = SchedulerOptions {
+        tick: Duration::from_millis(100),
+        globals: Vec::new(),
+        ..Default::default()
+    };
+    let scheduler = tokio::spawn(Scheduler::new(jobs.clone(), options).run(async move {
+        let _ = stopped.await;
+    }));
+    let sentinel = ctx.keys.jobs_sentinel();
+    let armed = eventually(Duration::from_secs(10), || async {
+        ctx.redis.exists::<i64, _>(&sentinel).await.is_ok_and(|n| n == 1)
+    })
+    .await;
+    assert!(armed, "the scheduler keeps a sentinel");
+    let keys: Vec<String> = ctx
+        .redis
+        .scan_buffered(ctx.keys.all_pattern(), Some(1000), None)
+        .try_filter_map(|k| async move { Ok(k.as_str().map(str::to_owned)) })
+        .try_collect()
+        .await
+        .expect("scan");
+    let _: i64 = ctx.redis.del(keys).await.expect("flush");
+    let index = ctx.keys.queue_index("default");
+    let recovered = eventually(Duration::from_secs(20), || async {
+        fred::prelude::SetsInterface::scard::<i64, _>(&ctx.redis, &index)
+            .await
+            .is_ok_and(|n| n == 20)
+    })
+    .await;
+    assert!(recovered, "the sweep ran by itself and put the 20 jobs back");
+    let worker = TestWorker::start(&jobs, 8);
+    ctx.drain(&org, Duration::from_secs(30)).await;
+    worker.stop().await;
+    let _ = stop.send(());
+    scheduler.await.expect("task").expect("scheduler");
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE id = ANY($1) AND status = 'succeeded' AND attempts = 1",
+        org.schema().qualify("jobs")
+    );
+    let once: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(&ids)
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("count");
+    assert_eq!(once, 20);
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Reproduces the jobs HTTP figures in docs/benchmarks.md: POST and GET
+# /api/v1/orgs/{org}/jobs at 64 connections beside /healthz in one run, the
+# same GET spread round-robin over 1,000 orgs, and the resident memory of
+# the server and of a separate worker process under that load.
+#
+#   scripts/bench-jobs.sh                    (needs wrk: apt-get install wrk)
+#   DURATION=30s CONNECTIONS=64 ORGS=1000 scripts/bench-jobs.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-64}
+ORGS=${ORGS:-1000}
+WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-64}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+
+cargo build --release -q -p orgstack
+BIN=$PWD/target/release/orgstack
+DIR=$(mktemp -d /tmp/orgstack-bench.XXXXXX)
+chmod 755 "$DIR"
+export BIND_ADDR=127.0.0.1:18080 METRICS_ADDR=127.0.0.1:19464 RUST_LOG=warn
+unset DATABASE_URL REDIS_URL
+BASE=http://$BIND_ADDR
+# The server (with the scheduler) and private PostgreSQL and Redis; the
+# worker runs as a process of its own, so each one's memory can be read.
+(cd "$DIR" && exec "$BIN" dev --no-worker --data-dir "$DIR/dev") > "$DIR/dev.log" 2>&1 &
+DEV=$!
+WORKER=
+cleanup() {
+  [ -n "$WORKER" ] && kill -TERM "$WORKER" 2>/dev/null
+  kill -INT "$DEV" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+for _ in $(seq 1 600); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+DATABASE_URL=$(grep -o 'postgres://[^ ]*' "$DIR/dev.log" | head -1)
+REDIS_URL=$(grep -o 'redis://[^ ]*' "$DIR/dev.log" | head -1)
+export DATABASE_URL REDIS_URL
+
+echo "seeding: the bench org, $ORGS more, and a member of all of them"
+PASSWORD='bench horse battery staple'
+{
+  echo "orgs:"
+  echo "  - { name: Bench, slug: bench }"
+  for i in $(seq 1 "$ORGS"); do printf '  - { name: "Org %d", slug: org-%05d }\n' "$i" "$i"; done
+  echo "users:"
+  echo "  - email: bench@example.com"
+  echo "    password_env: BENCH_PASSWORD"
+  echo "    memberships:"
+  echo "      - { org: bench, role: member }"
+  for i in $(seq 1 "$ORGS"); do printf '      - { org: org-%05d, role: member }\n' "$i"; done
+} > "$DIR/seed.yaml"
+BENCH_PASSWORD=$PASSWORD "$BIN" seed "$DIR/seed.yaml" >/dev/null
+
+(cd "$DIR" && exec "$BIN" worker --concurrency "$WORKER_CONCURRENCY") > "$DIR/worker.log" 2>&1 &
+WORKER=$!
+TOKEN=$(curl -sf -H 'content-type: application/json' \
+  -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/login" |
+  sed 's/.*"token":"\([^"]*\)".*/\1/')
+
+cat > "$DIR/auth.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$DIR/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"kind":"noop"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$DIR/post_orgs.lua" <<LUA
+local n = 0
+local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer $TOKEN" }
+request = function()
+  n = n + 1
+  return wrk.format("POST", string.format("/api/v1/orgs/org-%05d/jobs", n % $ORGS + 1), headers, '{"kind":"noop"}')
+end
+LUA
+cat > "$DIR/get_orgs.lua" <<LUA
+local n = 0
+local headers = { ["Authorization"] = "Bearer $TOKEN" }
+request = function()
+  n = n + 1
+  return wrk.format("GET", string.format("/api/v1/orgs/org-%05d/jobs?limit=50", n % $ORGS + 1), headers)
+end
+LUA
+
+# Resident memory (kB) of a process, sampled every second into a file.
+sample() { while kill -0 "$1" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$1/status" >> "$2"; sleep 1; done; }
+sample "$DEV" "$DIR/server.rss" &
+sample "$WORKER" "$DIR/worker.rss" &
+peak() { sort -n "$1" | tail -1; }
+now() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+run() { # label, then wrk arguments
+  local label=$1; shift
+  local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  printf '%-44s %9s req/s   p50 %8s   p99 %8s   non-2xx %s   errors %s\n' "$label" \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $5}' <<<"$out" | grep . || echo 0)" \
+    "$(awk '/Socket errors/ {print $0}' <<<"$out" | grep . || echo 0)"
+}
+drained() {
+  for _ in $(seq 1 600); do
+    local left; left=$("$BIN" queues --json | tr -d ' \n' | grep -o '"depth":[0-9]*,"in_flight":[0-9]*' | head -1)
+    [ "$left" = '"depth":0,"in_flight":0' ] && return 0
+    sleep 1
+  done
+  echo "the queue did not drain"; return 1
+}
+
+echo "server RSS at start: $(now "$DEV") kB, worker RSS at start: $(now "$WORKER") kB"
+run "GET /healthz" "$BASE/healthz"
+run "POST /orgs/bench/jobs (noop)" -s "$DIR/post.lua" "$BASE/api/v1/orgs/bench/jobs"
+run "POST /orgs/{1 of $ORGS}/jobs, round-robin" -s "$DIR/post_orgs.lua" "$BASE"
+drained
+echo "queue drained by the worker"
+run "GET /orgs/bench/jobs?limit=50" -s "$DIR/auth.lua" "$BASE/api/v1/orgs/bench/jobs?limit=50"
+run "GET /orgs/{1 of $ORGS}/jobs?limit=50, round-robin" -s "$DIR/get_orgs.lua" "$BASE"
+run "GET /orgs/bench/jobs?limit=50 (again)" -s "$DIR/auth.lua" "$BASE/api/v1/orgs/bench/jobs?limit=50"
+echo "peak RSS during the runs: server $(peak "$DIR/server.rss") kB, worker $(peak "$DIR/worker.rss") kB"
