@@ -123,7 +123,7 @@ const RECORD_TTL_SECS: i64 = 300;
 const FETCH_BLOCK: Duration = Duration::from_millis(500);
 /// Runs whose outcome is not yet written, at most (the worker waits for
 /// PostgreSQL beyond this).
-const MAX_UNRECORDED: usize = 5_000;
+const MAX_UNRECORDED: usize = 4_000;
 /// Most entries started in one dispatch round.
 const DISPATCH_BATCH: usize = 512;
 /// Log lines are stored at least this often...
@@ -1151,17 +1151,21 @@ async fn recorder(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Record>) 
     }
 }
 
+/// Most records written in one recorder round.
+const RECORDS_PER_ROUND: usize = 2_000;
 /// A recorder round with fewer records than this waits [`LINGER`] for more.
 const LINGER_BELOW: usize = 32;
 const LINGER: Duration = Duration::from_millis(1);
 
-/// Takes what is waiting in the channel (up to 10,000 records a round).
+/// Takes what is waiting in the channel, up to [`RECORDS_PER_ROUND`] (which
+/// bounds the statements and pipelines a round writes, and so the buffers
+/// the connections keep).
 fn drain_records(
     rx: &mut mpsc::UnboundedReceiver<Record>,
     received: &mut Vec<Record>,
     closed: &mut bool,
 ) {
-    while received.len() < 10_000 {
+    while received.len() < RECORDS_PER_ROUND {
         match rx.try_recv() {
             Ok(record) => received.push(record),
             Err(mpsc::error::TryRecvError::Empty) => break,
