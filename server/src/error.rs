@@ -172,7 +172,7 @@ impl From<crate::accounts::AccountsError> for ApiError {
             E::InvalidCredentials => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", err.to_string())
             }
-            E::Throttled { retry_after_secs } => {
+            E::Throttled { retry_after_secs, .. } => {
                 let retry = HeaderValue::from(*retry_after_secs);
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", err.to_string())
                     .with_header(header::RETRY_AFTER, retry)

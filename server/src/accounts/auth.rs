@@ -30,6 +30,8 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const MAX_FAILURES_PER_EMAIL: i64 = 5;
 /// Failed sign-ins per client address before it is throttled.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 50;
+/// Why a throttled sign-in is refused.
+const TOO_MANY: &str = "too many failed sign-ins";
 /// How long failures are counted (and a throttle lasts).
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -201,7 +203,10 @@ impl Accounts {
             .acquire(&format!("login:{email_id}"), Duration::from_secs(10), Duration::from_secs(5))
             .await?
         else {
-            return Err(AccountsError::Throttled { retry_after_secs: 1 });
+            return Err(AccountsError::Throttled {
+                reason: "another sign-in to this account is being checked",
+                retry_after_secs: 1,
+            });
         };
         let outcome = self.check_password(email.as_ref(), password, &email_key, &address_key).await;
         let _ = turn.release().await;
@@ -219,7 +224,7 @@ impl Accounts {
         email_key: &str,
         address_key: &str,
     ) -> Result<Uuid, AccountsError> {
-        self.count_attempt(email_key, MAX_FAILURES_PER_EMAIL).await?;
+        self.count_attempt(email_key, MAX_FAILURES_PER_EMAIL, TOO_MANY).await?;
         let row = match email {
             Some(email) => {
                 sqlx::query(
@@ -240,7 +245,7 @@ impl Accounts {
         };
         let matches = password::verify(password, stored).await;
         let Some(user_id) = user_id.filter(|_| matches) else {
-            if let Err(err) = self.count_attempt(address_key, i64::MAX).await {
+            if let Err(err) = self.count_attempt(address_key, i64::MAX, TOO_MANY).await {
                 tracing::warn!(error = %err, "could not count a failed sign-in");
             }
             return Err(AccountsError::InvalidCredentials);
@@ -291,7 +296,7 @@ impl Accounts {
     /// Counts a sign-up attempt from `client`; refused past 20 in the window.
     pub async fn reserve_signup_attempt(&self, client: IpAddr) -> Result<(), AccountsError> {
         let key = self.inner.keys.throttle_key("signup-address", &client.to_string());
-        self.count_attempt(&key, 20).await
+        self.count_attempt(&key, 20, "too many sign-ups from this address").await
     }
 
     /// Refuses when more than `max` attempts are already counted under `key`.
@@ -301,13 +306,18 @@ impl Accounts {
             return Ok(());
         }
         let ttl: i64 = self.inner.redis.ttl(key).await?;
-        Err(AccountsError::Throttled { retry_after_secs: ttl.max(1) as u64 })
+        Err(AccountsError::Throttled { reason: TOO_MANY, retry_after_secs: ttl.max(1) as u64 })
     }
 
     /// Counts one attempt under `key` (the counter expires with the
     /// throttle window, set atomically with the increment) and refuses when
     /// more than `max` attempts are already counted.
-    async fn count_attempt(&self, key: &str, max: i64) -> Result<(), AccountsError> {
+    async fn count_attempt(
+        &self,
+        key: &str,
+        max: i64,
+        reason: &'static str,
+    ) -> Result<(), AccountsError> {
         // INCR and the expiry in one script: works on Redis 6, and a counter
         // can never be left without a TTL (which would lock an email out).
         const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
@@ -319,7 +329,7 @@ impl Accounts {
             .eval(SCRIPT, vec![key.to_owned()], vec![THROTTLE_WINDOW.as_secs()])
             .await?;
         if count > max {
-            return Err(AccountsError::Throttled { retry_after_secs: ttl.max(1) as u64 });
+            return Err(AccountsError::Throttled { reason, retry_after_secs: ttl.max(1) as u64 });
         }
         Ok(())
     }
@@ -556,7 +566,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The throttle state to report in `Retry-After`.
 pub fn retry_after(err: &AccountsError) -> Option<u64> {
     match err {
-        AccountsError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+        AccountsError::Throttled { retry_after_secs, .. } => Some(*retry_after_secs),
         _ => None,
     }
 }

@@ -142,8 +142,10 @@ pub enum AccountsError {
     UserNotFound,
     #[error("invalid email or password")]
     InvalidCredentials,
-    #[error("too many failed sign-ins; retry in {retry_after_secs} s")]
-    Throttled { retry_after_secs: u64 },
+    /// Refused for now: `reason` says why (too many failures, or another
+    /// sign-in to the same account still being checked).
+    #[error("{reason}; retry in {retry_after_secs} s")]
+    Throttled { reason: &'static str, retry_after_secs: u64 },
     #[error("an org must keep at least one owner")]
     LastOwner,
     #[error("that user is not a member of this org")]

@@ -17,6 +17,7 @@ mod orgs;
 mod schedules;
 mod signup;
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -172,6 +173,12 @@ pub async fn serve(
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = stop_rx.clone();
+    // Responses and WebSocket frames go out as soon as they are written.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(
             async move { stop.wait_for(|s| *s).await.map(|_| ()).unwrap_or(()) },
