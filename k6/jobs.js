@@ -25,8 +25,8 @@ export const options = {
       rate: Number(__ENV.RATE || 400),
       timeUnit: '1s',
       duration: __ENV.DURATION || '30s',
-      preAllocatedVUs: Number(__ENV.VUS || 32),
-      maxVUs: Number(__ENV.MAX_VUS || 128),
+      preAllocatedVUs: Number(__ENV.VUS || 128),
+      maxVUs: Number(__ENV.MAX_VUS || 256),
     },
   },
   thresholds: {
