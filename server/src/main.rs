@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `libmimalloc-sys` bindings name only the older options).
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
-#[allow(unsafe_code)] // The one call into C: an allocator option.
+#[expect(unsafe_code, reason = "the one call into C: an allocator option")]
 fn main() -> std::process::ExitCode {
     // Commit arena memory on demand, so that memory given back is
     // decommitted (and leaves the resident set) instead of merely reset.

@@ -1,9 +1,8 @@
-//! `admin-tui`: the operators' console. Until its views land it only reports
-//! its version.
+//! The `admin-tui` binary; the console lives in the `admin_tui` library.
 
-fn main() {
-    println!(
-        "admin-tui {} (the console is not built yet; use `orgstack` commands)",
-        env!("CARGO_PKG_VERSION")
-    );
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    admin_tui::main()
 }

@@ -63,6 +63,13 @@ impl Accounts {
         .await?)
     }
 
+    /// Number of users, and of those active.
+    pub async fn count_users(&self) -> Result<(i64, i64), AccountsError> {
+        Ok(sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE is_active) FROM public.users")
+            .fetch_one(&self.inner.pool)
+            .await?)
+    }
+
     /// Every user, by email.
     pub async fn list_users(&self) -> Result<Vec<User>, AccountsError> {
         Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(

@@ -16,6 +16,7 @@ mod provisioning;
 mod queue;
 mod schedules;
 mod scoping;
+mod tui;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -1,0 +1,9 @@
+//! The `admin-tui` program built inside this package, so the integration
+//! tests can drive the real console (`CARGO_BIN_EXE_admin-tui-cli`).
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    admin_tui::main()
+}

@@ -1,0 +1,166 @@
+//! `admin-tui` end to end, as an operator uses it: the real binary in a
+//! `tmux` session against real PostgreSQL and Redis, driven with
+//! `send-keys` and read with `capture-pane`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use orgstack_tests::TestContext;
+
+use crate::{eventually, spawn_cli};
+
+fn tui_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_admin-tui-cli"))
+}
+
+/// A `tmux` session running `admin-tui`, killed when dropped.
+struct Console {
+    session: String,
+}
+
+impl Console {
+    /// Starts `admin-tui --as OPERATOR` on an 80×24 terminal.
+    fn start(ctx: &TestContext, operator: &str) -> Console {
+        let session = format!("orgstack-tui-{}", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<String> =
+            ctx.env().into_iter().map(|(k, v)| format!("{k}='{v}'")).collect();
+        env.push(format!("PATH='{}'", std::env::var("PATH").unwrap_or_default()));
+        let dir = std::env::temp_dir();
+        let command = format!(
+            "cd '{}' && env -i {} '{}' --as '{operator}'",
+            dir.display(),
+            env.join(" "),
+            tui_bin().display()
+        );
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "80", "-y", "24", &command])
+            .status()
+            .expect("tmux is installed (apt-get install tmux)");
+        assert!(status.success(), "tmux new-session failed");
+        Console { session }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.session])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits until the screen satisfies `check`; panics with the screen
+    /// after `within` (a failure bound, not a performance figure).
+    async fn wait_for(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) {
+        let shown = eventually(within, || async { check(&self.screen()) }).await;
+        assert!(shown, "the console never showed {what}; the screen:\n{}", self.screen());
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn an_operator_watches_a_worker_appear_and_leave() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    ctx.org("acme").await;
+    let console = Console::start(&ctx, "ops@example.com");
+    console
+        .wait_for("the dashboard", Duration::from_secs(20), |s| {
+            s.contains("as ops@example.com")
+                && s.contains("PostgreSQL up")
+                && s.contains("Redis      up")
+                && s.contains("1 active")
+                && s.contains("workers  0 live")
+        })
+        .await;
+
+    let worker = spawn_cli(&ctx, &["worker", "--concurrency", "2"]);
+    let pid = worker.child.id().to_string();
+    console
+        .wait_for("one live worker", Duration::from_secs(20), |s| s.contains("workers  1 live"))
+        .await;
+
+    console.keys(&[":", "workers", "Enter"]);
+    console
+        .wait_for("the worker's row", Duration::from_secs(20), |s| {
+            s.contains("workers (1 live") && s.contains(&format!(":{pid}:"))
+        })
+        .await;
+
+    // A graceful stop removes the worker's record: its row goes away.
+    nix::sys::signal::kill(worker.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    console
+        .wait_for("the worker gone", Duration::from_secs(30), |s| {
+            s.contains("workers (0 live") && !s.contains(&format!(":{pid}:"))
+        })
+        .await;
+    drop(worker);
+
+    console.keys(&["?"]);
+    console
+        .wait_for("the keys of the view", Duration::from_secs(10), |s| s.contains("workers view"))
+        .await;
+    // Esc and q sent together would read as Alt-q: one, then the other.
+    console.keys(&["Escape"]);
+    console
+        .wait_for("the help closed", Duration::from_secs(10), |s| !s.contains("workers view"))
+        .await;
+    console.keys(&["q"]);
+    let ended = eventually(Duration::from_secs(10), || async { !console.alive() }).await;
+    assert!(ended, "q did not quit; the screen:\n{}", console.screen());
+}
+
+#[tokio::test]
+async fn the_console_refuses_an_operator_who_is_not_a_platform_admin() {
+    let ctx = TestContext::new().await;
+    ctx.user("member@example.com", "a long enough password", false).await;
+    for (who, expected) in [
+        ("member@example.com", "member@example.com is not an active platform admin"),
+        ("nobody@example.com", "no user nobody@example.com"),
+        ("not-an-email", "--as \"not-an-email\""),
+    ] {
+        let out = Command::new(tui_bin())
+            .args(["--as", who])
+            .env_clear()
+            .envs(ctx.env())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("running admin-tui");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{who}: {stderr}");
+        assert!(stderr.contains(expected), "{who}: {stderr}");
+    }
+    let out = Command::new(tui_bin())
+        .env_clear()
+        .envs(ctx.env())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("running admin-tui");
+    assert_eq!(out.status.code(), Some(2), "clap refuses a missing --as");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--as <EMAIL>"));
+}

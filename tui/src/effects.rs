@@ -1,0 +1,59 @@
+//! The console's I/O: each [`Command`] runs in a tokio task against the
+//! `server` library's services and answers with a [`Message`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fred::interfaces::ClientLike;
+use orgstack::http::AppState;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::app::{Command, Message, Snapshot};
+
+/// How long one refresh may take before it is reported as failed.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `command` and sends its outcome to `tx` (dropped if the console
+/// has quit).
+pub async fn run(command: Command, state: AppState, tx: UnboundedSender<Message>) {
+    match command {
+        Command::Refresh { request } => {
+            let result = match tokio::time::timeout(REFRESH_TIMEOUT, snapshot(&state)).await {
+                Ok(Ok(snapshot)) => Ok(Box::new(snapshot)),
+                Ok(Err(err)) => Err(format!("{err:#}")),
+                Err(_) => Err(format!("no answer within {} s", REFRESH_TIMEOUT.as_secs())),
+            };
+            let _ = tx.send(Message::Loaded { request, result });
+        }
+    }
+}
+
+/// Reads everything the views show.
+pub async fn snapshot(state: &AppState) -> anyhow::Result<Snapshot> {
+    let postgres = timed(async {
+        sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+    let redis =
+        timed(async { state.redis.ping::<()>(None).await.map_err(|e| e.to_string()) }).await;
+    let orgs = state.orgs.count_by_status().await.context("counting orgs")?;
+    let (users, active_users) = state.accounts.count_users().await.context("counting users")?;
+    let queues = state.jobs.queue_stats().await.context("reading queues")?;
+    let workers =
+        orgstack::jobs::worker::list_workers(&state.jobs).await.context("reading workers")?;
+    Ok(Snapshot {
+        taken_at: chrono::Utc::now(),
+        orgs: orgs.into_iter().map(|(status, n)| (status.as_str().to_owned(), n)).collect(),
+        users,
+        active_users,
+        queues,
+        workers,
+        postgres,
+        redis,
+    })
+}
+
+async fn timed(check: impl Future<Output = Result<(), String>>) -> Result<f64, String> {
+    let started = Instant::now();
+    check.await.map(|()| started.elapsed().as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,246 @@
+//! `update` on key presses and answers, and snapshots of every view on
+//! fixed data at 80×24 and 160×48.
+
+use chrono::{TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use orgstack::jobs::worker::WorkerInfo;
+use orgstack::queue::{QueueName, QueueStats};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use crate::app::{App, Command, Message, Snapshot, View, update};
+
+fn key(code: KeyCode) -> Message {
+    Message::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn press(app: &mut App, keys: &str) -> Vec<Command> {
+    keys.chars().filter_map(|c| update(app, key(KeyCode::Char(c)))).collect()
+}
+
+fn worker(id: &str, processed: u64, stale: bool) -> WorkerInfo {
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).single().expect("a valid time");
+    WorkerInfo {
+        id: id.to_owned(),
+        host: "app-1".to_owned(),
+        pid: 4242,
+        queues: vec!["default:1".to_owned(), "emails:2".to_owned()],
+        concurrency: 10,
+        in_flight: 3,
+        processed,
+        failed: 2,
+        started_at: Some(at - chrono::Duration::minutes(90)),
+        last_beat: Some(if stale { at - chrono::Duration::seconds(40) } else { at }),
+        state: "running".to_owned(),
+        stale,
+        running: Vec::new(),
+    }
+}
+
+fn queue(name: &str, depth: u64, dead: u64, paused: bool) -> QueueStats {
+    QueueStats {
+        name: QueueName::parse(name).expect("a valid queue name"),
+        depth,
+        in_flight: 4,
+        scheduled: 1,
+        dead,
+        oldest_age_secs: if depth > 0 { 12.5 } else { 0.0 },
+        paused,
+    }
+}
+
+fn snapshot(second: u32, processed: u64) -> Snapshot {
+    Snapshot {
+        taken_at: Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, second).single().expect("a valid time"),
+        orgs: vec![
+            ("active".to_owned(), 9_812),
+            ("suspended".to_owned(), 120),
+            ("deleted".to_owned(), 68),
+        ],
+        users: 100_000,
+        active_users: 99_120,
+        queues: vec![queue("default", 1_200, 0, false), queue("emails", 0, 7, true)],
+        workers: vec![
+            worker("vm:4242:1a2b3c4d", processed, false),
+            worker("vm:777:9f8e7d6c", 10, true),
+        ],
+        postgres: Ok(0.42),
+        redis: Err("connection refused".to_owned()),
+    }
+}
+
+fn loaded(app: &mut App, snap: Snapshot) {
+    let Some(Command::Refresh { request }) = app.refresh() else { panic!("no refresh started") };
+    assert_eq!(update(app, Message::Loaded { request, result: Ok(Box::new(snap)) }), None);
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
+    terminal.draw(|frame| crate::ui::view(app, frame)).expect("drawn");
+    terminal.backend().to_string()
+}
+
+fn app_with_data() -> App {
+    let mut app = App::new("ops@example.com");
+    loaded(&mut app, snapshot(0, 1_000));
+    loaded(&mut app, snapshot(2, 1_900)); // 450 jobs/s
+    app
+}
+
+#[test]
+fn tab_and_shift_tab_cycle_the_views() {
+    let mut app = App::new("ops@example.com");
+    assert_eq!(app.view, View::Dashboard);
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.view, View::Queues);
+    update(&mut app, key(KeyCode::Tab));
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.view, View::Dashboard);
+    update(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.view, View::Workers);
+}
+
+#[test]
+fn colon_jumps_to_a_view_by_name_or_prefix() {
+    let mut app = App::new("ops@example.com");
+    press(&mut app, ":work");
+    assert_eq!(app.prompt.as_deref(), Some("work"));
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!((app.view, app.prompt.clone()), (View::Workers, None));
+
+    press(&mut app, ":q");
+    update(&mut app, key(KeyCode::Backspace));
+    press(&mut app, "queues");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.view, View::Queues);
+
+    press(&mut app, ":nope");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.view, View::Queues, "an unknown name changes nothing");
+    assert_eq!(app.error.as_deref(), Some("no view named \"nope\""));
+
+    press(&mut app, ":dash");
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!((app.view, app.prompt.clone()), (View::Queues, None), "Esc closes the prompt");
+    assert!(!app.quit, "q typed in the prompt does not quit");
+}
+
+#[test]
+fn help_opens_and_closes_and_swallows_other_keys() {
+    let mut app = App::new("ops@example.com");
+    press(&mut app, "?");
+    assert!(app.help);
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.view, View::Dashboard);
+    update(&mut app, key(KeyCode::Esc));
+    assert!(!app.help);
+    assert!(!app.quit);
+}
+
+#[test]
+fn q_and_ctrl_c_quit() {
+    let mut app = App::new("ops@example.com");
+    press(&mut app, "q");
+    assert!(app.quit);
+    let mut app = App::new("ops@example.com");
+    update(&mut app, Message::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    assert!(app.quit);
+}
+
+#[test]
+fn moving_in_a_table_stays_within_its_rows() {
+    let mut app = app_with_data();
+    press(&mut app, "jjj");
+    assert_eq!(app.queue_row, 0, "the dashboard has no rows");
+    update(&mut app, key(KeyCode::Tab));
+    press(&mut app, "jjjj");
+    assert_eq!(app.queue_row, 1, "two queues");
+    press(&mut app, "k");
+    assert_eq!(app.queue_row, 0);
+    press(&mut app, "G");
+    assert_eq!(app.queue_row, 1);
+    press(&mut app, "g");
+    assert_eq!(app.queue_row, 0);
+}
+
+#[test]
+fn one_refresh_at_a_time_and_esc_abandons_it() {
+    let mut app = App::new("ops@example.com");
+    let Some(Command::Refresh { request }) = update(&mut app, Message::Tick) else {
+        panic!("a tick refreshes")
+    };
+    assert_eq!(update(&mut app, Message::Tick), None, "still loading: no second refresh");
+    assert_eq!(press(&mut app, "r"), Vec::new());
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.loading, None);
+    // The abandoned answer arrives late and is ignored.
+    update(&mut app, Message::Loaded { request, result: Ok(Box::new(snapshot(0, 5))) });
+    assert_eq!(app.snapshot, None);
+    assert_eq!(press(&mut app, "r").len(), 1, "a new refresh can start");
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_data_and_shows_why() {
+    let mut app = app_with_data();
+    let Some(Command::Refresh { request }) = app.refresh() else { panic!("no refresh") };
+    update(&mut app, Message::Loaded { request, result: Err("no answer within 10 s".into()) });
+    assert_eq!(app.error.as_deref(), Some("no answer within 10 s"));
+    assert!(app.snapshot.is_some());
+    loaded(&mut app, snapshot(3, 2_000));
+    assert_eq!(app.error, None);
+}
+
+#[test]
+fn throughput_is_jobs_finished_per_second_between_snapshots() {
+    let mut app = app_with_data();
+    assert_eq!(app.throughput.iter().copied().collect::<Vec<_>>(), vec![450]);
+    // A worker restarted: its counter fell. Counted as zero, not negative.
+    loaded(&mut app, snapshot(3, 100));
+    assert_eq!(app.throughput.back(), Some(&0));
+    for second in 0..super::app::HISTORY as u32 + 5 {
+        loaded(&mut app, snapshot(4 + second % 50, 100));
+    }
+    assert!(app.throughput.len() <= super::app::HISTORY);
+}
+
+#[test]
+fn rows_are_clamped_when_a_table_shrinks() {
+    let mut app = app_with_data();
+    press(&mut app, ":workers");
+    update(&mut app, key(KeyCode::Enter));
+    press(&mut app, "j");
+    assert_eq!(app.worker_row, 1);
+    let mut fewer = snapshot(4, 2_000);
+    fewer.workers.truncate(1);
+    loaded(&mut app, fewer);
+    assert_eq!(app.worker_row, 0);
+}
+
+#[test]
+fn views_at_80x24() {
+    let mut app = app_with_data();
+    insta::assert_snapshot!("dashboard_80x24", render(&app, 80, 24));
+    app.view = View::Queues;
+    insta::assert_snapshot!("queues_80x24", render(&app, 80, 24));
+    app.view = View::Workers;
+    insta::assert_snapshot!("workers_80x24", render(&app, 80, 24));
+    app.help = true;
+    insta::assert_snapshot!("workers_help_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn views_at_160x48() {
+    let mut app = app_with_data();
+    insta::assert_snapshot!("dashboard_160x48", render(&app, 160, 48));
+    app.view = View::Queues;
+    insta::assert_snapshot!("queues_160x48", render(&app, 160, 48));
+    app.view = View::Workers;
+    insta::assert_snapshot!("workers_160x48", render(&app, 160, 48));
+}
+
+#[test]
+fn before_the_first_answer_the_views_say_so() {
+    let mut app = App::new("ops@example.com");
+    let _ = app.refresh();
+    insta::assert_snapshot!("loading_80x24", render(&app, 80, 24));
+}

@@ -1,0 +1,276 @@
+//! Drawing: [`view`] turns an [`App`] into a frame and does nothing else.
+//! Layouts fit an 80×24 terminal; wider ones get more columns.
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+
+use crate::app::{App, View};
+
+const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
+
+/// Draws the whole console.
+pub fn view(app: &App, frame: &mut Frame) {
+    let [header, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)])
+            .areas(frame.area());
+    draw_header(app, frame, header);
+    match app.view {
+        View::Dashboard => draw_dashboard(app, frame, body),
+        View::Queues => draw_queues(app, frame, body),
+        View::Workers => draw_workers(app, frame, body),
+    }
+    draw_footer(app, frame, footer);
+    if app.help {
+        draw_help(app, frame, body);
+    }
+}
+
+fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
+    let mut spans = vec![Span::from(" orgstack ").bold().reversed(), Span::raw(" ")];
+    for view in View::ALL {
+        let name = format!(" {} ", view.name());
+        spans.push(if view == app.view {
+            Span::from(name).bold().underlined()
+        } else {
+            Span::raw(name)
+        });
+    }
+    spans.push(Span::raw(format!("  as {}", app.operator)).dim());
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
+    let line = if let Some(prompt) = &app.prompt {
+        Line::from(vec![Span::from(":").bold(), Span::raw(prompt.clone()), Span::from("█").dim()])
+    } else if let Some(error) = &app.error {
+        Line::from(Span::from(format!(" {error}")).red())
+    } else {
+        let state = match (app.loading, &app.snapshot) {
+            (Some(_), _) => {
+                format!("{} loading (Esc to abandon)", SPINNER[(app.ticks % 4) as usize])
+            }
+            (None, Some(s)) => format!("updated {}", s.taken_at.format("%H:%M:%S")),
+            (None, None) => "no data yet".to_owned(),
+        };
+        Line::from(vec![
+            Span::raw(format!(" {state}")).dim(),
+            Span::raw("   ? keys  : view  Tab next  q quit").dim(),
+        ])
+    };
+    frame.render_widget(line, area);
+}
+
+fn placeholder(app: &App, frame: &mut Frame, area: Rect, title: &str) -> bool {
+    if app.snapshot.is_some() {
+        return false;
+    }
+    let text = if app.loading.is_some() { "loading…" } else { "no data (r to refresh)" };
+    frame
+        .render_widget(Paragraph::new(text).block(Block::bordered().title(title.to_owned())), area);
+    true
+}
+
+fn draw_dashboard(app: &App, frame: &mut Frame, area: Rect) {
+    if placeholder(app, frame, area, " dashboard ") {
+        return;
+    }
+    let Some(s) = &app.snapshot else { return };
+    let [top, graph] = Layout::vertical([Constraint::Length(9), Constraint::Min(4)]).areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+
+    let orgs: Vec<String> = s.orgs.iter().map(|(status, n)| format!("{n} {status}")).collect();
+    let (depth, in_flight, dead) = s
+        .queues
+        .iter()
+        .fold((0, 0, 0), |(d, f, x), q| (d + q.depth + q.scheduled, f + q.in_flight, x + q.dead));
+    let oldest = s.queues.iter().map(|q| q.oldest_age_secs).fold(0.0, f64::max);
+    let failed: u64 = s.workers.iter().map(|w| w.failed).sum();
+    let live = s.workers.iter().filter(|w| !w.stale).count();
+    let summary = vec![
+        kv("orgs", orgs.join(", ")),
+        kv("users", format!("{} ({} active)", s.users, s.active_users)),
+        kv("workers", format!("{live} live, {} stale", s.workers.len() - live)),
+        kv("queued", format!("{depth} waiting, {in_flight} running")),
+        kv("oldest", age(oldest)),
+        kv("failed", format!("{failed} (since the workers started)")),
+        kv("dead", dead.to_string()),
+    ];
+    frame.render_widget(
+        Paragraph::new(summary)
+            .block(Block::bordered().title(" system "))
+            .wrap(Wrap { trim: true }),
+        left,
+    );
+    let health = vec![health_line("PostgreSQL", &s.postgres), health_line("Redis", &s.redis)];
+    frame.render_widget(Paragraph::new(health).block(Block::bordered().title(" health ")), right);
+
+    let data: Vec<u64> = app.throughput.iter().copied().collect();
+    let width = usize::from(graph.width.saturating_sub(2));
+    let shown = &data[data.len().saturating_sub(width)..];
+    let now = app.throughput.back().copied().unwrap_or(0);
+    let peak = shown.iter().copied().max().unwrap_or(0);
+    frame.render_widget(
+        Sparkline::default()
+            .block(
+                Block::bordered().title(format!(" jobs/s: {now} now, {peak} peak (last 10 min) ")),
+            )
+            .data(shown),
+        graph,
+    );
+}
+
+fn kv(key: &str, value: String) -> Line<'static> {
+    Line::from(vec![Span::from(format!("{key:<8} ")).bold(), Span::raw(value)])
+}
+
+fn health_line(name: &str, state: &Result<f64, String>) -> Line<'static> {
+    match state {
+        Ok(ms) => Line::from(vec![
+            Span::from(format!("{name:<11}")).bold(),
+            Span::from("up ").green(),
+            Span::raw(format!("{ms:.1} ms")),
+        ]),
+        Err(why) => Line::from(vec![
+            Span::from(format!("{name:<11}")).bold(),
+            Span::from("down ").red().bold(),
+            Span::raw(why.clone()),
+        ]),
+    }
+}
+
+fn age(secs: f64) -> String {
+    match secs {
+        s if s <= 0.0 => "-".to_owned(),
+        s if s < 120.0 => format!("{s:.1}s"),
+        s if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        s => format!("{:.1}h", s / 3600.0),
+    }
+}
+
+fn ago(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
+    then.map_or("-".to_owned(), |t| {
+        age((now - t).num_milliseconds() as f64 / 1000.0).replace('-', "0s")
+    })
+}
+
+fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
+    if placeholder(app, frame, area, " queues ") {
+        return;
+    }
+    let Some(s) = &app.snapshot else { return };
+    let header =
+        Row::new(["QUEUE", "DEPTH", "IN FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "STATE"]).bold();
+    let rows = s.queues.iter().map(|q| {
+        Row::new([
+            Cell::from(q.name.to_string()),
+            Cell::from(q.depth.to_string()),
+            Cell::from(q.in_flight.to_string()),
+            Cell::from(q.scheduled.to_string()),
+            Cell::from(q.dead.to_string()).style(if q.dead > 0 {
+                Style::new().red()
+            } else {
+                Style::new()
+            }),
+            Cell::from(age(q.oldest_age_secs)),
+            Cell::from(if q.paused { "paused" } else { "active" }),
+        ])
+    });
+    let widths = [
+        Constraint::Min(12),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(7),
+    ];
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::bordered().title(format!(" queues ({}) ", s.queues.len())))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(app.queue_row));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
+    if placeholder(app, frame, area, " workers ") {
+        return;
+    }
+    let Some(s) = &app.snapshot else { return };
+    let wide = area.width >= 120;
+    let mut header = vec!["WORKER", "QUEUES", "CONC", "BUSY", "DONE", "FAILED", "UP", "BEAT"];
+    if wide {
+        header.extend(["HOST", "PID", "STATE"]);
+    }
+    let rows = s.workers.iter().map(|w| {
+        let mut cells = vec![
+            Cell::from(w.id.clone()),
+            Cell::from(w.queues.join(",")),
+            Cell::from(w.concurrency.to_string()),
+            Cell::from(w.in_flight.to_string()),
+            Cell::from(w.processed.to_string()),
+            Cell::from(w.failed.to_string()),
+            Cell::from(ago(s.taken_at, w.started_at)),
+            Cell::from(ago(s.taken_at, w.last_beat)),
+        ];
+        if wide {
+            cells.extend([
+                Cell::from(w.host.clone()),
+                Cell::from(w.pid.to_string()),
+                Cell::from(w.state.clone()),
+            ]);
+        }
+        let row = Row::new(cells);
+        if w.stale { row.style(Style::new().dim().crossed_out()) } else { row }
+    });
+    let mut widths = vec![
+        Constraint::Min(14),
+        Constraint::Min(10),
+        Constraint::Length(5),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(5),
+    ];
+    if wide {
+        widths.extend([Constraint::Min(10), Constraint::Length(8), Constraint::Length(9)]);
+    }
+    let live = s.workers.iter().filter(|w| !w.stale).count();
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).bold())
+        .block(Block::bordered().title(format!(" workers ({live} live, stale ones struck out) ")))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(app.worker_row));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
+    let mut lines = vec![Line::from(format!("{} view", app.view.name())).bold(), Line::raw("")];
+    let common: [(&str, &str); 6] = [
+        (":name", "jump to a view (dashboard, queues, workers)"),
+        ("Tab / Shift-Tab", "next / previous view"),
+        ("?", "this help"),
+        ("Esc", "close, or abandon a slow refresh"),
+        ("q", "quit"),
+        ("Ctrl-C", "quit"),
+    ];
+    for (key, what) in app.view.keys().iter().chain(common.iter()) {
+        lines.push(Line::from(vec![Span::from(format!("{key:>16}  ")).bold(), Span::raw(*what)]));
+    }
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 64.min(area.width);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" keys ")), popup);
+}
