@@ -215,6 +215,23 @@ impl OrgRegistry {
         Ok(rows.iter().map(org_from_row).collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` orgs whose slug or name contains `filter` (any case),
+    /// by slug: a page for consoles, never the whole table.
+    pub async fn search(&self, filter: &str, limit: i64) -> Result<Vec<Org>, TenancyError> {
+        let pattern =
+            format!("%{}%", filter.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let sql = format!(
+            "SELECT {ORG_COLUMNS} FROM public.orgs WHERE slug ILIKE $1 OR name ILIKE $1 \
+             ORDER BY slug LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        Ok(rows.iter().map(org_from_row).collect::<Result<_, _>>()?)
+    }
+
     /// Number of orgs in each status.
     pub async fn count_by_status(&self) -> Result<Vec<(OrgStatus, i64)>, TenancyError> {
         let rows: Vec<(String, i64)> =

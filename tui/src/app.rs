@@ -11,24 +11,30 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use orgstack::jobs::worker::WorkerInfo;
 use orgstack::queue::QueueStats;
+use tenancy::{Org, OrgStatus};
 
 /// How many one-second throughput samples the dashboard keeps (10 minutes).
 pub const HISTORY: usize = 600;
+
+/// Orgs shown per filter: a page from the database, never the whole table.
+pub const ORGS_PAGE: i64 = 500;
 
 /// The views, in `Tab` order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Dashboard,
+    Orgs,
     Queues,
     Workers,
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Dashboard, View::Queues, View::Workers];
+    pub const ALL: [View; 4] = [View::Dashboard, View::Orgs, View::Queues, View::Workers];
 
     pub fn name(self) -> &'static str {
         match self {
             View::Dashboard => "dashboard",
+            View::Orgs => "orgs",
             View::Queues => "queues",
             View::Workers => "workers",
         }
@@ -61,6 +67,13 @@ impl View {
     pub fn keys(self) -> &'static [(&'static str, &'static str)] {
         match self {
             View::Dashboard => &[("r", "refresh now")],
+            View::Orgs => &[
+                ("j/k, ↑/↓", "move"),
+                ("/", "filter by slug or name"),
+                ("s", "suspend the org"),
+                ("u", "resume (unsuspend) the org"),
+                ("r", "reload"),
+            ],
             View::Queues | View::Workers => {
                 &[("j/k, ↑/↓", "move"), ("g/G", "first/last"), ("r", "refresh now")]
             }
@@ -91,6 +104,22 @@ impl Snapshot {
     }
 }
 
+/// The orgs matching a filter, with the org lineage's newest version (an
+/// org below it is a laggard).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgPage {
+    pub filter: String,
+    pub orgs: Vec<Org>,
+    pub latest_version: i32,
+}
+
+/// A question that needs a `y` before its command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub question: String,
+    pub command: Command,
+}
+
 /// The console's whole state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
@@ -102,6 +131,15 @@ pub struct App {
     /// The selected row of the queues and workers tables.
     pub queue_row: usize,
     pub worker_row: usize,
+    pub org_row: usize,
+    /// The orgs view's page, once loaded.
+    pub orgs: Option<OrgPage>,
+    /// The filter being typed after `/`.
+    pub filter_input: Option<String>,
+    /// A question waiting for `y`.
+    pub confirm: Option<Confirm>,
+    /// The outcome of the last action, shown in the status line.
+    pub notice: Option<String>,
     /// The `:` prompt, while it is open.
     pub prompt: Option<String>,
     pub help: bool,
@@ -126,6 +164,10 @@ pub enum Message {
         request: u64,
         result: Result<Box<Snapshot>, String>,
     },
+    /// A page of orgs arrived.
+    OrgsLoaded(Result<OrgPage, String>),
+    /// An action finished: what it did, or why it failed.
+    Done(Result<String, String>),
 }
 
 /// I/O that [`update`] asks for.
@@ -133,6 +175,11 @@ pub enum Message {
 pub enum Command {
     /// Read a fresh [`Snapshot`]; answer with [`Message::Loaded`].
     Refresh { request: u64 },
+    /// Read the orgs matching `filter`; answer with [`Message::OrgsLoaded`].
+    LoadOrgs { filter: String },
+    /// Suspend (or resume) an org, audited with the operator as actor;
+    /// answer with [`Message::Done`].
+    SetOrgStatus { slug: String, suspend: bool },
 }
 
 impl App {
@@ -144,6 +191,11 @@ impl App {
             throughput: VecDeque::with_capacity(HISTORY),
             queue_row: 0,
             worker_row: 0,
+            org_row: 0,
+            orgs: None,
+            filter_input: None,
+            confirm: None,
+            notice: None,
             prompt: None,
             help: false,
             loading: None,
@@ -166,9 +218,13 @@ impl App {
     }
 
     fn rows(&self) -> usize {
+        if self.view == View::Orgs {
+            return self.orgs.as_ref().map_or(0, |p| p.orgs.len());
+        }
         let Some(snapshot) = &self.snapshot else { return 0 };
         match self.view {
             View::Dashboard => 0,
+            View::Orgs => self.orgs.as_ref().map_or(0, |p| p.orgs.len()),
             View::Queues => snapshot.queues.len(),
             View::Workers => snapshot.workers.len(),
         }
@@ -177,6 +233,7 @@ impl App {
     fn row_mut(&mut self) -> Option<&mut usize> {
         match self.view {
             View::Dashboard => None,
+            View::Orgs => Some(&mut self.org_row),
             View::Queues => Some(&mut self.queue_row),
             View::Workers => Some(&mut self.worker_row),
         }
@@ -187,6 +244,26 @@ impl App {
             self.snapshot.as_ref().map_or((0, 0), |s| (s.queues.len(), s.workers.len()));
         self.queue_row = self.queue_row.min(queues.saturating_sub(1));
         self.worker_row = self.worker_row.min(workers.saturating_sub(1));
+        let orgs = self.orgs.as_ref().map_or(0, |p| p.orgs.len());
+        self.org_row = self.org_row.min(orgs.saturating_sub(1));
+    }
+
+    /// The org under the cursor in the orgs view.
+    pub fn selected_org(&self) -> Option<&Org> {
+        self.orgs.as_ref().and_then(|p| p.orgs.get(self.org_row))
+    }
+
+    /// Switches to `view`, loading the orgs the first time they are shown.
+    fn show(&mut self, view: View) -> Option<Command> {
+        self.view = view;
+        if view == View::Orgs && self.orgs.is_none() {
+            return Some(Command::LoadOrgs { filter: String::new() });
+        }
+        None
+    }
+
+    fn org_filter(&self) -> String {
+        self.orgs.as_ref().map(|p| p.filter.clone()).unwrap_or_default()
     }
 }
 
@@ -213,6 +290,24 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             }
             None
         }
+        Message::OrgsLoaded(Ok(page)) => {
+            app.orgs = Some(page);
+            app.clamp_rows();
+            None
+        }
+        Message::OrgsLoaded(Err(why)) => {
+            app.error = Some(why);
+            None
+        }
+        Message::Done(Ok(what)) => {
+            app.notice = Some(what);
+            app.error = None;
+            Some(Command::LoadOrgs { filter: app.org_filter() })
+        }
+        Message::Done(Err(why)) => {
+            app.error = Some(why);
+            None
+        }
         Message::Key(key) => on_key(app, key),
     }
 }
@@ -234,9 +329,51 @@ fn record_throughput(app: &mut App, next: &Snapshot) {
     app.throughput.push_back(rate);
 }
 
+/// Asks to suspend (or resume) the selected org, if that makes sense for
+/// its status.
+fn ask_status(app: &mut App, suspend: bool) {
+    let Some(org) = app.selected_org() else { return };
+    let (from, verb) =
+        if suspend { (OrgStatus::Active, "Suspend") } else { (OrgStatus::Suspended, "Resume") };
+    if org.status != from {
+        app.error = Some(format!("{} is {}, not {}", org.slug, org.status, from));
+        return;
+    }
+    let question = if suspend {
+        format!("Suspend org '{}'? Its API answers 404 until resumed. (y/n)", org.slug)
+    } else {
+        format!("{verb} org '{}'? (y/n)", org.slug)
+    };
+    app.confirm = Some(Confirm {
+        question,
+        command: Command::SetOrgStatus { slug: org.slug.to_string(), suspend },
+    });
+}
+
 fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         app.quit = true;
+        return None;
+    }
+    if let Some(confirm) = app.confirm.take() {
+        // Only `y` runs it; any other key drops the question.
+        return (key.code == KeyCode::Char('y')).then_some(confirm.command);
+    }
+    if let Some(input) = &mut app.filter_input {
+        match key.code {
+            KeyCode::Esc => app.filter_input = None,
+            KeyCode::Enter => {
+                let filter = std::mem::take(input).trim().to_owned();
+                app.filter_input = None;
+                app.org_row = 0;
+                return Some(Command::LoadOrgs { filter });
+            }
+            KeyCode::Backspace => {
+                input.pop();
+            }
+            KeyCode::Char(c) => input.push(c),
+            _ => {}
+        }
         return None;
     }
     if let Some(prompt) = &mut app.prompt {
@@ -248,7 +385,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
                 match text.trim() {
                     "q" | "quit" => app.quit = true,
                     other => match View::named(other) {
-                        Some(view) => app.view = view,
+                        Some(view) => return app.show(view),
                         None => app.error = Some(format!("no view named {other:?}")),
                     },
                 }
@@ -276,9 +413,14 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
         }
         KeyCode::Char('?') => app.help = true,
         KeyCode::Char(':') => app.prompt = Some(String::new()),
-        KeyCode::Tab => app.view = app.view.next(),
-        KeyCode::BackTab => app.view = app.view.previous(),
+        KeyCode::Tab => return app.show(app.view.next()),
+        KeyCode::BackTab => return app.show(app.view.previous()),
+        KeyCode::Char('r') if app.view == View::Orgs => {
+            return Some(Command::LoadOrgs { filter: app.org_filter() });
+        }
         KeyCode::Char('r') => return app.refresh(),
+        KeyCode::Char('/') if app.view == View::Orgs => app.filter_input = Some(app.org_filter()),
+        KeyCode::Char(c @ ('s' | 'u')) if app.view == View::Orgs => ask_status(app, c == 's'),
         KeyCode::Char('j') | KeyCode::Down => {
             if let Some(row) = app.row_mut() {
                 *row = (*row + 1).min(rows.saturating_sub(1));

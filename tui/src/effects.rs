@@ -8,24 +8,64 @@ use fred::interfaces::ClientLike;
 use orgstack::http::AppState;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::app::{Command, Message, Snapshot};
+use orgstack::accounts::Actor;
+use tenancy::Slug;
+
+use crate::app::{Command, Message, ORGS_PAGE, OrgPage, Snapshot};
 
 /// How long one refresh may take before it is reported as failed.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs `command` and sends its outcome to `tx` (dropped if the console
-/// has quit).
-pub async fn run(command: Command, state: AppState, tx: UnboundedSender<Message>) {
-    match command {
+/// Runs `command` as `operator` and sends its outcome to `tx` (dropped if
+/// the console has quit).
+pub async fn run(command: Command, state: AppState, operator: Actor, tx: UnboundedSender<Message>) {
+    let message = match command {
         Command::Refresh { request } => {
             let result = match tokio::time::timeout(REFRESH_TIMEOUT, snapshot(&state)).await {
                 Ok(Ok(snapshot)) => Ok(Box::new(snapshot)),
                 Ok(Err(err)) => Err(format!("{err:#}")),
                 Err(_) => Err(format!("no answer within {} s", REFRESH_TIMEOUT.as_secs())),
             };
-            let _ = tx.send(Message::Loaded { request, result });
+            Message::Loaded { request, result }
         }
-    }
+        Command::LoadOrgs { filter } => {
+            let result = state
+                .orgs
+                .search(&filter, ORGS_PAGE)
+                .await
+                .map(|orgs| OrgPage {
+                    filter: filter.clone(),
+                    orgs,
+                    latest_version: tenancy::migrations::Lineage::org().latest_version(),
+                })
+                .map_err(|err| format!("reading orgs: {err}"));
+            Message::OrgsLoaded(result)
+        }
+        Command::SetOrgStatus { slug, suspend } => Message::Done(
+            set_org_status(&state, &operator, &slug, suspend)
+                .await
+                .map_err(|err| format!("{err:#}")),
+        ),
+    };
+    let _ = tx.send(message);
+}
+
+/// Suspends or resumes an org and records it in the audit logs, as
+/// `orgstack org suspend|resume` does.
+async fn set_org_status(
+    state: &AppState,
+    operator: &Actor,
+    slug: &str,
+    suspend: bool,
+) -> anyhow::Result<String> {
+    let slug = Slug::parse(slug).map_err(|why| anyhow::anyhow!("{slug}: {why}"))?;
+    let (org, action) = if suspend {
+        (state.orgs.suspend(&slug).await?, "org.suspended")
+    } else {
+        (state.orgs.resume(&slug).await?, "org.resumed")
+    };
+    state.accounts.record_org_status(operator, &org, action).await?;
+    Ok(format!("org '{}' is {}", org.slug, org.status))
 }
 
 /// Reads everything the views show.

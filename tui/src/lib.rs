@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt;
-use orgstack::accounts::Email;
+use orgstack::accounts::{Actor, Email};
 use orgstack::config::Config;
 use orgstack::http::AppState;
 use ratatui::DefaultTerminal;
@@ -75,11 +75,13 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// The operator's email, once checked to be an active platform admin.
-async fn operator(state: &AppState, email: &str) -> anyhow::Result<String> {
+/// The operator, once checked to be an active platform admin.
+async fn operator(state: &AppState, email: &str) -> anyhow::Result<Actor> {
     let parsed = Email::parse(email).map_err(|why| anyhow::anyhow!("--as {email:?}: {why}"))?;
     match state.accounts.user_by_email(&parsed).await? {
-        Some(user) if user.is_active && user.is_platform_admin => Ok(user.email),
+        Some(user) if user.is_active && user.is_platform_admin => {
+            Ok(Actor::User { id: user.id, email: user.email })
+        }
         Some(_) => anyhow::bail!("{email} is not an active platform admin"),
         None => anyhow::bail!("no user {email}"),
     }
@@ -90,15 +92,19 @@ async fn operator(state: &AppState, email: &str) -> anyhow::Result<String> {
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     state: AppState,
-    operator: String,
+    operator: Actor,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut app = App::new(operator);
+    let name = match &operator {
+        Actor::User { email, .. } => email.clone(),
+        other => other.to_string(),
+    };
+    let mut app = App::new(name);
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let spawn = |command: Command| {
-        tokio::spawn(effects::run(command, state.clone(), tx.clone()));
+        tokio::spawn(effects::run(command, state.clone(), operator.clone(), tx.clone()));
     };
     if let Some(command) = app.refresh() {
         spawn(command);

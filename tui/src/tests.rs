@@ -8,7 +8,7 @@ use orgstack::queue::{QueueName, QueueStats};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use crate::app::{App, Command, Message, Snapshot, View, update};
+use crate::app::{App, Command, Message, OrgPage, Snapshot, View, update};
 
 fn key(code: KeyCode) -> Message {
     Message::Key(KeyEvent::new(code, KeyModifiers::NONE))
@@ -91,6 +91,13 @@ fn app_with_data() -> App {
 fn tab_and_shift_tab_cycle_the_views() {
     let mut app = App::new("ops@example.com");
     assert_eq!(app.view, View::Dashboard);
+    let first = update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.view, View::Orgs);
+    assert_eq!(
+        first,
+        Some(Command::LoadOrgs { filter: String::new() }),
+        "orgs load when first shown"
+    );
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.view, View::Queues);
     update(&mut app, key(KeyCode::Tab));
@@ -118,6 +125,14 @@ fn colon_jumps_to_a_view_by_name_or_prefix() {
     update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.view, View::Queues, "an unknown name changes nothing");
     assert_eq!(app.error.as_deref(), Some("no view named \"nope\""));
+
+    press(&mut app, ":o");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        Some(Command::LoadOrgs { filter: String::new() })
+    );
+    assert_eq!(app.view, View::Orgs);
+    app.view = View::Queues;
 
     press(&mut app, ":dash");
     update(&mut app, key(KeyCode::Esc));
@@ -152,7 +167,7 @@ fn moving_in_a_table_stays_within_its_rows() {
     let mut app = app_with_data();
     press(&mut app, "jjj");
     assert_eq!(app.queue_row, 0, "the dashboard has no rows");
-    update(&mut app, key(KeyCode::Tab));
+    app.view = View::Queues;
     press(&mut app, "jjjj");
     assert_eq!(app.queue_row, 1, "two queues");
     press(&mut app, "k");
@@ -243,4 +258,104 @@ fn before_the_first_answer_the_views_say_so() {
     let mut app = App::new("ops@example.com");
     let _ = app.refresh();
     insta::assert_snapshot!("loading_80x24", render(&app, 80, 24));
+}
+
+fn org(slug: &str, status: tenancy::OrgStatus, version: i32) -> tenancy::Org {
+    let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).single().expect("a valid time");
+    tenancy::Org {
+        id: tenancy::OrgId::from_uuid(uuid::Uuid::from_u128(
+            0x01a2_3456_789a_7bcd_8ef0_1234_5678_9abc,
+        )),
+        slug: tenancy::Slug::parse(slug).expect("a valid slug"),
+        name: format!("{slug} Inc."),
+        status,
+        org_version: version,
+        created_at: at,
+        updated_at: at,
+        deleted_at: None,
+    }
+}
+
+fn app_with_orgs() -> App {
+    use tenancy::OrgStatus::*;
+    let mut app = app_with_data();
+    update(&mut app, key(KeyCode::Tab));
+    let page = OrgPage {
+        filter: String::new(),
+        orgs: vec![org("acme", Active, 2), org("globex", Suspended, 2), org("initech", Active, 1)],
+        latest_version: 2,
+    };
+    update(&mut app, Message::OrgsLoaded(Ok(page)));
+    app
+}
+
+#[test]
+fn slash_filters_the_orgs_from_the_database() {
+    let mut app = app_with_orgs();
+    press(&mut app, "jj");
+    assert_eq!(app.org_row, 2);
+    press(&mut app, "/");
+    assert_eq!(app.filter_input.as_deref(), Some(""));
+    press(&mut app, "glo");
+    assert_eq!(app.view, View::Orgs, "typed letters go to the filter, not to navigation");
+    assert_eq!(
+        update(&mut app, key(KeyCode::Enter)),
+        Some(Command::LoadOrgs { filter: "glo".into() })
+    );
+    assert_eq!((app.filter_input.clone(), app.org_row), (None, 0));
+
+    // r reloads with the filter in force; Esc drops an unfinished filter.
+    let mut page = app.orgs.clone().expect("orgs");
+    page.filter = "glo".into();
+    update(&mut app, Message::OrgsLoaded(Ok(page)));
+    assert_eq!(press(&mut app, "r"), vec![Command::LoadOrgs { filter: "glo".into() }]);
+    press(&mut app, "/x");
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.filter_input, None);
+}
+
+#[test]
+fn suspending_an_org_asks_first_and_only_y_runs_it() {
+    let mut app = app_with_orgs();
+    assert_eq!(press(&mut app, "s"), Vec::new());
+    let question = app.confirm.as_ref().map(|c| c.question.clone()).expect("a question");
+    assert!(question.starts_with("Suspend org 'acme'?"), "{question}");
+    assert_eq!(press(&mut app, "n"), Vec::new(), "n cancels");
+    assert_eq!(app.confirm, None);
+
+    press(&mut app, "s");
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Command::SetOrgStatus { slug: "acme".into(), suspend: true }]
+    );
+    // Done: the notice shows and the page reloads.
+    let reload = update(&mut app, Message::Done(Ok("org 'acme' is suspended".into())));
+    assert_eq!(reload, Some(Command::LoadOrgs { filter: String::new() }));
+    assert_eq!(app.notice.as_deref(), Some("org 'acme' is suspended"));
+}
+
+#[test]
+fn resume_applies_only_to_a_suspended_org() {
+    let mut app = app_with_orgs();
+    press(&mut app, "u");
+    assert_eq!(app.confirm, None);
+    assert_eq!(app.error.as_deref(), Some("acme is active, not suspended"));
+    press(&mut app, "js");
+    assert_eq!(app.error.as_deref(), Some("globex is suspended, not active"));
+    press(&mut app, "u");
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Command::SetOrgStatus { slug: "globex".into(), suspend: false }]
+    );
+    update(&mut app, Message::Done(Err("org globex cannot resume: it is deleted".into())));
+    assert_eq!(app.error.as_deref(), Some("org globex cannot resume: it is deleted"));
+}
+
+#[test]
+fn the_orgs_view_at_both_sizes() {
+    let mut app = app_with_orgs();
+    insta::assert_snapshot!("orgs_80x24", render(&app, 80, 24));
+    insta::assert_snapshot!("orgs_160x48", render(&app, 160, 48));
+    press(&mut app, "s");
+    insta::assert_snapshot!("orgs_confirm_80x24", render(&app, 80, 24));
 }

@@ -20,6 +20,7 @@ pub fn view(app: &App, frame: &mut Frame) {
     draw_header(app, frame, header);
     match app.view {
         View::Dashboard => draw_dashboard(app, frame, body),
+        View::Orgs => draw_orgs(app, frame, body),
         View::Queues => draw_queues(app, frame, body),
         View::Workers => draw_workers(app, frame, body),
     }
@@ -46,6 +47,10 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
     let line = if let Some(prompt) = &app.prompt {
         Line::from(vec![Span::from(":").bold(), Span::raw(prompt.clone()), Span::from("█").dim()])
+    } else if let Some(input) = &app.filter_input {
+        Line::from(vec![Span::from("/").bold(), Span::raw(input.clone()), Span::from("█").dim()])
+    } else if let Some(confirm) = &app.confirm {
+        Line::from(Span::from(format!(" {}", confirm.question)).yellow().bold())
     } else if let Some(error) = &app.error {
         Line::from(Span::from(format!(" {error}")).red())
     } else {
@@ -55,6 +60,10 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
             }
             (None, Some(s)) => format!("updated {}", s.taken_at.format("%H:%M:%S")),
             (None, None) => "no data yet".to_owned(),
+        };
+        let state = match &app.notice {
+            Some(notice) => format!("{notice}; {state}"),
+            None => state,
         };
         Line::from(vec![
             Span::raw(format!(" {state}")).dim(),
@@ -158,6 +167,62 @@ fn ago(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
     })
 }
 
+fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(page) = &app.orgs else {
+        frame.render_widget(
+            Paragraph::new("loading…").block(Block::bordered().title(" orgs ")),
+            area,
+        );
+        return;
+    };
+    let wide = area.width >= 120;
+    let mut header = vec!["SLUG", "NAME", "STATUS", "VERSION"];
+    if wide {
+        header.extend(["CREATED", "ID"]);
+    }
+    let rows = page.orgs.iter().map(|org| {
+        let status = Cell::from(org.status.to_string()).style(match org.status {
+            tenancy::OrgStatus::Active => Style::new(),
+            tenancy::OrgStatus::Suspended => Style::new().yellow(),
+            _ => Style::new().red(),
+        });
+        let behind = org.org_version < page.latest_version;
+        let version = Cell::from(if behind {
+            format!("{} (behind {})", org.org_version, page.latest_version)
+        } else {
+            org.org_version.to_string()
+        })
+        .style(if behind { Style::new().red().bold() } else { Style::new() });
+        let mut cells =
+            vec![Cell::from(org.slug.to_string()), Cell::from(org.name.clone()), status, version];
+        if wide {
+            cells.extend([
+                Cell::from(org.created_at.format("%Y-%m-%d %H:%M").to_string()),
+                Cell::from(org.id.to_string()),
+            ]);
+        }
+        Row::new(cells)
+    });
+    let mut widths = vec![
+        Constraint::Min(16),
+        Constraint::Min(16),
+        Constraint::Length(10),
+        Constraint::Length(14),
+    ];
+    if wide {
+        widths.extend([Constraint::Length(17), Constraint::Length(37)]);
+    }
+    let filter =
+        if page.filter.is_empty() { String::new() } else { format!(" matching {:?}", page.filter) };
+    let more = if page.orgs.len() as i64 >= crate::app::ORGS_PAGE { "first " } else { "" };
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).bold())
+        .block(Block::bordered().title(format!(" orgs ({more}{}{filter}) ", page.orgs.len())))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(app.org_row));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
 fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
     if placeholder(app, frame, area, " queues ") {
         return;
@@ -253,7 +318,7 @@ fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
     let mut lines = vec![Line::from(format!("{} view", app.view.name())).bold(), Line::raw("")];
     let common: [(&str, &str); 6] = [
-        (":name", "jump to a view (dashboard, queues, workers)"),
+        (":name", "jump to a view (dashboard, orgs, queues, workers)"),
         ("Tab / Shift-Tab", "next / previous view"),
         ("?", "this help"),
         ("Esc", "close, or abandon a slow refresh"),

@@ -186,6 +186,25 @@ impl Accounts {
         Ok(())
     }
 
+    /// Records a change of an org's status (`org.suspended`, `org.resumed`,
+    /// `org.deleted`) in its own audit log and the platform's.
+    pub async fn record_org_status(
+        &self,
+        actor: &Actor,
+        org: &Org,
+        action: &str,
+    ) -> Result<(), AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let details = serde_json::json!({ "slug": org.slug, "status": org.status.as_str() });
+        let target = org.id.to_string();
+        audit::record_org(&mut tx, &org.schema(), actor, action, Some(&target), details.clone())
+            .await?;
+        audit::record_platform(&mut tx, actor, action, Some(&target), Some(org.id), details)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Makes `user_id` an owner of `org` (a new org's creator; `org create
     /// --owner`). Idempotent.
     pub async fn add_owner(

@@ -722,11 +722,13 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
             }
         }
         OrgCommand::Suspend { slug } => {
-            orgs.suspend(&slug).await?;
+            let org = orgs.suspend(&slug).await?;
+            state.accounts.record_org_status(&Actor::Cli, &org, "org.suspended").await?;
             writeln!(out, "org '{slug}' suspended")?;
         }
         OrgCommand::Resume { slug } => {
-            orgs.resume(&slug).await?;
+            let org = orgs.resume(&slug).await?;
+            state.accounts.record_org_status(&Actor::Cli, &org, "org.resumed").await?;
             writeln!(out, "org '{slug}' resumed")?;
         }
         OrgCommand::Delete { slug, yes } => {

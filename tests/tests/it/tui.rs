@@ -164,3 +164,53 @@ async fn the_console_refuses_an_operator_who_is_not_a_platform_admin() {
     assert_eq!(out.status.code(), Some(2), "clap refuses a missing --as");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as <EMAIL>"));
 }
+
+#[tokio::test]
+async fn an_operator_finds_an_org_and_suspends_it() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    for slug in ["acme", "globex", "initech"] {
+        ctx.org(slug).await;
+    }
+    let app = ctx.spawn_app().await;
+    let token = app.login("ops@example.com", "a long enough password").await;
+    let get_org = || app.client.get(app.url("/api/v1/orgs/globex")).bearer_auth(&token).send();
+    assert_eq!(get_org().await.expect("GET org").status(), 200);
+
+    let console = Console::start(&ctx, "ops@example.com");
+    console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("3 active")).await;
+    console.keys(&[":", "orgs", "Enter"]);
+    console.wait_for("three orgs", Duration::from_secs(10), |s| s.contains("orgs (3)")).await;
+    console.keys(&["/", "glob", "Enter"]);
+    console
+        .wait_for("only globex", Duration::from_secs(10), |s| {
+            s.contains("orgs (1 matching \"glob\")")
+                && s.contains("globex")
+                && !s.contains("initech")
+        })
+        .await;
+    console.keys(&["s"]);
+    console
+        .wait_for("the question", Duration::from_secs(10), |s| s.contains("Suspend org 'globex'?"))
+        .await;
+    console.keys(&["y"]);
+    console
+        .wait_for("globex suspended", Duration::from_secs(10), |s| {
+            s.contains("org 'globex' is suspended") && s.contains("suspended")
+        })
+        .await;
+
+    // The API no longer serves it (every process drops its cached org).
+    let gone = eventually(Duration::from_secs(5), || async {
+        get_org().await.is_ok_and(|r| r.status() == 404)
+    })
+    .await;
+    assert!(gone, "GET /orgs/globex still answers after the suspension");
+    let (actor, action): (String, String) = sqlx::query_as(
+        "SELECT actor, action FROM public.audit_events WHERE action = 'org.suspended'",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .expect("the suspension is audited");
+    assert_eq!((actor.as_str(), action.as_str()), ("user:ops@example.com", "org.suspended"));
+}
