@@ -71,7 +71,7 @@ pub struct Effective {
 }
 
 /// A flag's values everywhere, for platform admins.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FlagState {
     pub name: &'static str,
     pub description: &'static str,

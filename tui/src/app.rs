@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use orgstack::flags::FlagState;
 use orgstack::jobs::worker::WorkerInfo;
 use orgstack::queue::QueueStats;
-use tenancy::{Org, OrgStatus};
+use tenancy::{Org, OrgId, OrgStatus};
 
 /// How many one-second throughput samples the dashboard keeps (10 minutes).
 pub const HISTORY: usize = 600;
@@ -24,17 +25,20 @@ pub const ORGS_PAGE: i64 = 500;
 pub enum View {
     Dashboard,
     Orgs,
+    Flags,
     Queues,
     Workers,
 }
 
 impl View {
-    pub const ALL: [View; 4] = [View::Dashboard, View::Orgs, View::Queues, View::Workers];
+    pub const ALL: [View; 5] =
+        [View::Dashboard, View::Orgs, View::Flags, View::Queues, View::Workers];
 
     pub fn name(self) -> &'static str {
         match self {
             View::Dashboard => "dashboard",
             View::Orgs => "orgs",
+            View::Flags => "flags",
             View::Queues => "queues",
             View::Workers => "workers",
         }
@@ -72,6 +76,13 @@ impl View {
                 ("/", "filter by slug or name"),
                 ("s", "suspend the org"),
                 ("u", "resume (unsuspend) the org"),
+                ("r", "reload"),
+            ],
+            View::Flags => &[
+                ("j/k, ↑/↓", "flag"),
+                ("h/l, ←/→", "global, then each org"),
+                ("space", "switch the value here"),
+                ("x", "clear it (inherit again)"),
                 ("r", "reload"),
             ],
             View::Queues | View::Workers => {
@@ -113,6 +124,39 @@ pub struct OrgPage {
     pub latest_version: i32,
 }
 
+/// Every flag with its values, and the orgs shown as columns (the first
+/// page of orgs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagPage {
+    pub flags: Vec<FlagState>,
+    pub orgs: Vec<Org>,
+}
+
+/// What one cell of the flags matrix holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagCell {
+    /// The value in force there.
+    pub enabled: bool,
+    /// Set at this level (not inherited).
+    pub explicit: bool,
+}
+
+impl FlagPage {
+    /// The cell of `flag` at column `col` (0 global, then the orgs).
+    pub fn cell(&self, flag: usize, col: usize) -> Option<FlagCell> {
+        let state = self.flags.get(flag)?;
+        let global = state.global.unwrap_or(state.default);
+        if col == 0 {
+            return Some(FlagCell { enabled: global, explicit: state.global.is_some() });
+        }
+        let org = self.orgs.get(col - 1)?;
+        Some(match state.overrides.iter().find(|(id, _)| *id == org.id) {
+            Some((_, value)) => FlagCell { enabled: *value, explicit: true },
+            None => FlagCell { enabled: global, explicit: false },
+        })
+    }
+}
+
 /// A question that needs a `y` before its command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirm {
@@ -134,6 +178,10 @@ pub struct App {
     pub org_row: usize,
     /// The orgs view's page, once loaded.
     pub orgs: Option<OrgPage>,
+    /// The flags matrix, once loaded, and its cursor (column 0 is global).
+    pub flags: Option<FlagPage>,
+    pub flag_row: usize,
+    pub flag_col: usize,
     /// The filter being typed after `/`.
     pub filter_input: Option<String>,
     /// A question waiting for `y`.
@@ -166,6 +214,8 @@ pub enum Message {
     },
     /// A page of orgs arrived.
     OrgsLoaded(Result<OrgPage, String>),
+    /// The flags matrix arrived.
+    FlagsLoaded(Result<FlagPage, String>),
     /// An action finished: what it did, or why it failed.
     Done(Result<String, String>),
 }
@@ -180,6 +230,11 @@ pub enum Command {
     /// Suspend (or resume) an org, audited with the operator as actor;
     /// answer with [`Message::Done`].
     SetOrgStatus { slug: String, suspend: bool },
+    /// Read every flag and the first orgs; answer with [`Message::FlagsLoaded`].
+    LoadFlags,
+    /// Set a flag globally (`org` None) or for one org, or clear that value
+    /// (`enabled` None); answer with [`Message::Done`].
+    SetFlag { name: String, org: Option<(OrgId, String)>, enabled: Option<bool> },
 }
 
 impl App {
@@ -193,6 +248,9 @@ impl App {
             worker_row: 0,
             org_row: 0,
             orgs: None,
+            flags: None,
+            flag_row: 0,
+            flag_col: 0,
             filter_input: None,
             confirm: None,
             notice: None,
@@ -221,10 +279,12 @@ impl App {
         if self.view == View::Orgs {
             return self.orgs.as_ref().map_or(0, |p| p.orgs.len());
         }
+        if self.view == View::Flags {
+            return self.flags.as_ref().map_or(0, |p| p.flags.len());
+        }
         let Some(snapshot) = &self.snapshot else { return 0 };
         match self.view {
-            View::Dashboard => 0,
-            View::Orgs => self.orgs.as_ref().map_or(0, |p| p.orgs.len()),
+            View::Dashboard | View::Orgs | View::Flags => 0,
             View::Queues => snapshot.queues.len(),
             View::Workers => snapshot.workers.len(),
         }
@@ -234,6 +294,7 @@ impl App {
         match self.view {
             View::Dashboard => None,
             View::Orgs => Some(&mut self.org_row),
+            View::Flags => Some(&mut self.flag_row),
             View::Queues => Some(&mut self.queue_row),
             View::Workers => Some(&mut self.worker_row),
         }
@@ -246,6 +307,10 @@ impl App {
         self.worker_row = self.worker_row.min(workers.saturating_sub(1));
         let orgs = self.orgs.as_ref().map_or(0, |p| p.orgs.len());
         self.org_row = self.org_row.min(orgs.saturating_sub(1));
+        let (flags, columns) =
+            self.flags.as_ref().map_or((0, 0), |p| (p.flags.len(), p.orgs.len()));
+        self.flag_row = self.flag_row.min(flags.saturating_sub(1));
+        self.flag_col = self.flag_col.min(columns);
     }
 
     /// The org under the cursor in the orgs view.
@@ -259,7 +324,27 @@ impl App {
         if view == View::Orgs && self.orgs.is_none() {
             return Some(Command::LoadOrgs { filter: String::new() });
         }
+        if view == View::Flags && self.flags.is_none() {
+            return Some(Command::LoadFlags);
+        }
         None
+    }
+
+    /// The command for the flags cursor's cell: flip the value in force
+    /// there (set explicitly), or clear an explicit value (`clear`).
+    fn flag_command(&self, clear: bool) -> Option<Command> {
+        let page = self.flags.as_ref()?;
+        let state = page.flags.get(self.flag_row)?;
+        let cell = page.cell(self.flag_row, self.flag_col)?;
+        let org = match self.flag_col {
+            0 => None,
+            col => page.orgs.get(col - 1).map(|o| (o.id, o.slug.to_string())),
+        };
+        let enabled = if clear { None } else { Some(!cell.enabled) };
+        if clear && !cell.explicit {
+            return None;
+        }
+        Some(Command::SetFlag { name: state.name.to_owned(), org, enabled })
     }
 
     fn org_filter(&self) -> String {
@@ -295,6 +380,15 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             app.clamp_rows();
             None
         }
+        Message::FlagsLoaded(Ok(page)) => {
+            app.flags = Some(page);
+            app.clamp_rows();
+            None
+        }
+        Message::FlagsLoaded(Err(why)) => {
+            app.error = Some(why);
+            None
+        }
         Message::OrgsLoaded(Err(why)) => {
             app.error = Some(why);
             None
@@ -302,7 +396,10 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
         Message::Done(Ok(what)) => {
             app.notice = Some(what);
             app.error = None;
-            Some(Command::LoadOrgs { filter: app.org_filter() })
+            match app.view {
+                View::Flags => Some(Command::LoadFlags),
+                _ => Some(Command::LoadOrgs { filter: app.org_filter() }),
+            }
         }
         Message::Done(Err(why)) => {
             app.error = Some(why);
@@ -418,7 +515,17 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
         KeyCode::Char('r') if app.view == View::Orgs => {
             return Some(Command::LoadOrgs { filter: app.org_filter() });
         }
+        KeyCode::Char('r') if app.view == View::Flags => return Some(Command::LoadFlags),
         KeyCode::Char('r') => return app.refresh(),
+        KeyCode::Char(' ') if app.view == View::Flags => return app.flag_command(false),
+        KeyCode::Char('x') if app.view == View::Flags => return app.flag_command(true),
+        KeyCode::Char('l') | KeyCode::Right if app.view == View::Flags => {
+            let columns = app.flags.as_ref().map_or(0, |p| p.orgs.len());
+            app.flag_col = (app.flag_col + 1).min(columns);
+        }
+        KeyCode::Char('h') | KeyCode::Left if app.view == View::Flags => {
+            app.flag_col = app.flag_col.saturating_sub(1);
+        }
         KeyCode::Char('/') if app.view == View::Orgs => app.filter_input = Some(app.org_filter()),
         KeyCode::Char(c @ ('s' | 'u')) if app.view == View::Orgs => ask_status(app, c == 's'),
         KeyCode::Char('j') | KeyCode::Down => {

@@ -11,7 +11,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use orgstack::accounts::Actor;
 use tenancy::Slug;
 
-use crate::app::{Command, Message, ORGS_PAGE, OrgPage, Snapshot};
+use crate::app::{Command, FlagPage, Message, ORGS_PAGE, OrgPage, Snapshot};
+
+/// Orgs shown as columns of the flags matrix.
+const FLAG_ORGS: i64 = 50;
 
 /// How long one refresh may take before it is reported as failed.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +49,33 @@ pub async fn run(command: Command, state: AppState, operator: Actor, tx: Unbound
                 .await
                 .map_err(|err| format!("{err:#}")),
         ),
+        Command::LoadFlags => {
+            let result = async {
+                let flags = state.flags.all().await.context("reading flags")?;
+                let orgs = state.orgs.search("", FLAG_ORGS).await.context("reading orgs")?;
+                anyhow::Ok(FlagPage { flags, orgs })
+            }
+            .await
+            .map_err(|err| format!("{err:#}"));
+            Message::FlagsLoaded(result)
+        }
+        Command::SetFlag { name, org, enabled } => {
+            let id = org.as_ref().map(|(id, _)| *id);
+            let place = org.map_or("globally".to_owned(), |(_, slug)| format!("for {slug}"));
+            let result = match enabled {
+                Some(on) => state
+                    .flags
+                    .set(&operator, &name, id, on)
+                    .await
+                    .map(|()| format!("{name} {} {place}", if on { "on" } else { "off" })),
+                None => state
+                    .flags
+                    .clear(&operator, &name, id)
+                    .await
+                    .map(|_| format!("{name} cleared {place}")),
+            };
+            Message::Done(result.map_err(|err| format!("{name}: {err}")))
+        }
     };
     let _ = tx.send(message);
 }

@@ -98,6 +98,8 @@ fn tab_and_shift_tab_cycle_the_views() {
         Some(Command::LoadOrgs { filter: String::new() }),
         "orgs load when first shown"
     );
+    assert_eq!(update(&mut app, key(KeyCode::Tab)), Some(Command::LoadFlags));
+    assert_eq!(app.view, View::Flags);
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.view, View::Queues);
     update(&mut app, key(KeyCode::Tab));
@@ -263,8 +265,9 @@ fn before_the_first_answer_the_views_say_so() {
 fn org(slug: &str, status: tenancy::OrgStatus, version: i32) -> tenancy::Org {
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).single().expect("a valid time");
     tenancy::Org {
+        // A fixed id per slug, so snapshots are stable and orgs differ.
         id: tenancy::OrgId::from_uuid(uuid::Uuid::from_u128(
-            0x01a2_3456_789a_7bcd_8ef0_1234_5678_9abc,
+            0x01a2_3456_789a_7bcd_8ef0_0000_0000_0000 + slug.bytes().map(u128::from).sum::<u128>(),
         )),
         slug: tenancy::Slug::parse(slug).expect("a valid slug"),
         name: format!("{slug} Inc."),
@@ -358,4 +361,88 @@ fn the_orgs_view_at_both_sizes() {
     insta::assert_snapshot!("orgs_160x48", render(&app, 160, 48));
     press(&mut app, "s");
     insta::assert_snapshot!("orgs_confirm_80x24", render(&app, 80, 24));
+}
+
+fn app_with_flags() -> App {
+    use tenancy::OrgStatus::*;
+    let mut app = app_with_data();
+    let orgs = vec![org("acme", Active, 2), org("globex", Active, 2)];
+    let acme = orgs[0].id;
+    let flags = vec![
+        orgstack::flags::FlagState {
+            name: "file_uploads",
+            description: "Members may upload files to the org (processed in the background).",
+            default: true,
+            global: None,
+            overrides: vec![],
+        },
+        orgstack::flags::FlagState {
+            name: "webhooks",
+            description: "Admins may register webhook endpoints for org events.",
+            default: false,
+            global: Some(true),
+            overrides: vec![(acme, false)],
+        },
+    ];
+    press(&mut app, ":flags");
+    assert_eq!(update(&mut app, key(KeyCode::Enter)), Some(Command::LoadFlags));
+    update(&mut app, Message::FlagsLoaded(Ok(crate::app::FlagPage { flags, orgs })));
+    app
+}
+
+#[test]
+fn the_flags_matrix_shows_what_is_in_force_where() {
+    let app = app_with_flags();
+    let page = app.flags.as_ref().expect("flags");
+    let cell = |r, c| page.cell(r, c).map(|x| (x.enabled, x.explicit));
+    assert_eq!(cell(0, 0), Some((true, false)), "file_uploads: the default, inherited");
+    assert_eq!(cell(1, 0), Some((true, true)), "webhooks: set globally");
+    assert_eq!(cell(1, 1), Some((false, true)), "webhooks: acme's override");
+    assert_eq!(cell(1, 2), Some((true, false)), "webhooks: globex inherits the global value");
+    assert_eq!(cell(1, 3), None);
+}
+
+#[test]
+fn space_flips_a_cell_and_x_clears_only_an_explicit_value() {
+    let mut app = app_with_flags();
+    press(&mut app, "jl");
+    assert_eq!((app.flag_row, app.flag_col), (1, 1));
+    let acme = app.flags.as_ref().expect("flags").orgs[0].id;
+    assert_eq!(
+        press(&mut app, " "),
+        vec![Command::SetFlag {
+            name: "webhooks".into(),
+            org: Some((acme, "acme".into())),
+            enabled: Some(true)
+        }]
+    );
+    assert_eq!(
+        press(&mut app, "x"),
+        vec![Command::SetFlag {
+            name: "webhooks".into(),
+            org: Some((acme, "acme".into())),
+            enabled: None
+        }]
+    );
+    press(&mut app, "lll");
+    assert_eq!(app.flag_col, 2, "no column past the last org");
+    assert_eq!(press(&mut app, "x"), Vec::new(), "globex inherits: nothing to clear");
+    press(&mut app, "hhhk");
+    assert_eq!((app.flag_row, app.flag_col), (0, 0));
+    assert_eq!(
+        press(&mut app, " "),
+        vec![Command::SetFlag { name: "file_uploads".into(), org: None, enabled: Some(false) }]
+    );
+    assert_eq!(
+        update(&mut app, Message::Done(Ok("file_uploads off globally".into()))),
+        Some(Command::LoadFlags)
+    );
+}
+
+#[test]
+fn the_flags_view_at_both_sizes() {
+    let mut app = app_with_flags();
+    press(&mut app, "jl");
+    insta::assert_snapshot!("flags_80x24", render(&app, 80, 24));
+    insta::assert_snapshot!("flags_160x48", render(&app, 160, 48));
 }

@@ -21,6 +21,7 @@ pub fn view(app: &App, frame: &mut Frame) {
     match app.view {
         View::Dashboard => draw_dashboard(app, frame, body),
         View::Orgs => draw_orgs(app, frame, body),
+        View::Flags => draw_flags(app, frame, body),
         View::Queues => draw_queues(app, frame, body),
         View::Workers => draw_workers(app, frame, body),
     }
@@ -223,6 +224,78 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+/// Flags × (global, each org): the value in force in each cell, bold where
+/// it is set there, dim where inherited.
+fn draw_flags(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(page) = &app.flags else {
+        frame.render_widget(
+            Paragraph::new("loading…").block(Block::bordered().title(" flags ")),
+            area,
+        );
+        return;
+    };
+    let [table_area, about] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
+    const NAME: u16 = 20;
+    const COL: u16 = 9;
+    // Org columns that fit after the name, default and global columns,
+    // scrolled so the cursor's column is visible.
+    let fit = usize::from(table_area.width.saturating_sub(2 + NAME + 2 * COL) / COL).max(1);
+    let first_org = app.flag_col.saturating_sub(fit).min(page.orgs.len().saturating_sub(fit));
+    let shown: Vec<usize> = (first_org..page.orgs.len()).take(fit).collect();
+    let mut header = vec![Cell::from("FLAG"), Cell::from("DEFAULT"), Cell::from("GLOBAL")];
+    header.extend(shown.iter().map(|&i| Cell::from(page.orgs[i].slug.to_string())));
+    let rows = page.flags.iter().enumerate().map(|(r, state)| {
+        let mut cells = vec![Cell::from(state.name), Cell::from(on_off(state.default)).dim()];
+        for col in std::iter::once(0).chain(shown.iter().map(|i| i + 1)) {
+            let Some(cell) = page.cell(r, col) else { continue };
+            let mut style = if cell.explicit { Style::new().bold() } else { Style::new().dim() };
+            if r == app.flag_row && col == app.flag_col {
+                style = style.reversed();
+            }
+            let text = if cell.explicit {
+                format!("{}*", on_off(cell.enabled))
+            } else {
+                on_off(cell.enabled).to_owned()
+            };
+            cells.push(Cell::from(text).style(style));
+        }
+        Row::new(cells)
+    });
+    let mut widths =
+        vec![Constraint::Length(NAME), Constraint::Length(COL), Constraint::Length(COL)];
+    widths.extend(shown.iter().map(|_| Constraint::Length(COL)));
+    let hidden = page.orgs.len() - shown.len();
+    let title = if hidden > 0 {
+        format!(" flags × global and {} orgs ({hidden} more: h/l scrolls) ", page.orgs.len())
+    } else {
+        format!(" flags × global and {} orgs ", page.orgs.len())
+    };
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(Row::new(header).bold())
+            .block(Block::bordered().title(title)),
+        table_area,
+    );
+    let description = page.flags.get(app.flag_row).map_or("", |f| f.description);
+    let place = match app.flag_col {
+        0 => "global value".to_owned(),
+        col => page.orgs.get(col - 1).map_or(String::new(), |o| format!("override for {}", o.slug)),
+    };
+    let text = vec![
+        Line::raw(description),
+        Line::from(format!("{place}; * set here, otherwise inherited").dim()),
+    ];
+    frame.render_widget(
+        Paragraph::new(text).block(Block::bordered()).wrap(Wrap { trim: true }),
+        about,
+    );
+}
+
+fn on_off(value: bool) -> &'static str {
+    if value { "on" } else { "off" }
+}
+
 fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
     if placeholder(app, frame, area, " queues ") {
         return;
@@ -318,7 +391,7 @@ fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
     let mut lines = vec![Line::from(format!("{} view", app.view.name())).bold(), Line::raw("")];
     let common: [(&str, &str); 6] = [
-        (":name", "jump to a view (dashboard, orgs, queues, workers)"),
+        (":name", "jump to a view (dashboard, orgs, flags, …)"),
         ("Tab / Shift-Tab", "next / previous view"),
         ("?", "this help"),
         ("Esc", "close, or abandon a slow refresh"),

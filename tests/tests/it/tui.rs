@@ -214,3 +214,54 @@ async fn an_operator_finds_an_org_and_suspends_it() {
     .expect("the suspension is audited");
     assert_eq!((actor.as_str(), action.as_str()), ("user:ops@example.com", "org.suspended"));
 }
+
+#[tokio::test]
+async fn an_operator_switches_a_flag_on_for_one_org() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    ctx.org("acme").await;
+    ctx.org("globex").await;
+    let app = ctx.spawn_app().await;
+    let token = app.login("ops@example.com", "a long enough password").await;
+    let webhooks = |slug: &'static str| {
+        let request =
+            app.client.get(app.url(&format!("/api/v1/orgs/{slug}/flags"))).bearer_auth(&token);
+        async move {
+            let body: serde_json::Value =
+                request.send().await.expect("GET flags").json().await.expect("flags body");
+            body["items"]
+                .as_array()
+                .and_then(|flags| flags.iter().find(|f| f["name"] == "webhooks").cloned())
+                .unwrap_or(body)
+        }
+    };
+    assert_eq!(webhooks("acme").await["enabled"], false);
+
+    let console = Console::start(&ctx, "ops@example.com");
+    console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("2 active")).await;
+    console.keys(&[":", "flags", "Enter"]);
+    console
+        .wait_for("the matrix", Duration::from_secs(10), |s| {
+            s.contains("globex") && s.contains("webhooks")
+        })
+        .await;
+    // webhooks is the second flag; acme the first org column after global.
+    console.keys(&["j", "l", "Space"]);
+    console
+        .wait_for("the change", Duration::from_secs(10), |s| s.contains("webhooks on for acme"))
+        .await;
+
+    let on = eventually(Duration::from_secs(5), || async {
+        let flag = webhooks("acme").await;
+        flag["enabled"] == true && flag["source"] == "org"
+    })
+    .await;
+    assert!(on, "GET /orgs/acme/flags: {}", webhooks("acme").await);
+    assert_eq!(webhooks("globex").await["enabled"], false, "other orgs keep their value");
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM public.audit_events WHERE action = 'flag.changed'")
+            .fetch_one(&ctx.pool)
+            .await
+            .expect("the change is audited");
+    assert_eq!(actor, "user:ops@example.com");
+}
