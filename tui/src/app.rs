@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use orgstack::flags::FlagState;
 use orgstack::jobs::worker::WorkerInfo;
+use orgstack::jobs::{JobStatus, JobSummary};
 use orgstack::queue::QueueStats;
 use tenancy::{Org, OrgId, OrgStatus};
 
@@ -25,19 +26,21 @@ pub const ORGS_PAGE: i64 = 500;
 pub enum View {
     Dashboard,
     Orgs,
+    Jobs,
     Flags,
     Queues,
     Workers,
 }
 
 impl View {
-    pub const ALL: [View; 5] =
-        [View::Dashboard, View::Orgs, View::Flags, View::Queues, View::Workers];
+    pub const ALL: [View; 6] =
+        [View::Dashboard, View::Orgs, View::Jobs, View::Flags, View::Queues, View::Workers];
 
     pub fn name(self) -> &'static str {
         match self {
             View::Dashboard => "dashboard",
             View::Orgs => "orgs",
+            View::Jobs => "jobs",
             View::Flags => "flags",
             View::Queues => "queues",
             View::Workers => "workers",
@@ -76,6 +79,15 @@ impl View {
                 ("/", "filter by slug or name"),
                 ("s", "suspend the org"),
                 ("u", "resume (unsuspend) the org"),
+                ("Enter", "the org's jobs"),
+                ("r", "reload"),
+            ],
+            View::Jobs => &[
+                ("j/k, ↑/↓", "move"),
+                ("f", "filter by status (all, queued, running, …)"),
+                ("R", "retry the job (dead, failed or cancelled)"),
+                ("c", "cancel the job (queued or running)"),
+                ("d", "discard the dead job"),
                 ("r", "reload"),
             ],
             View::Flags => &[
@@ -157,6 +169,41 @@ impl FlagPage {
     }
 }
 
+/// The newest jobs of one org, maybe of one status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub org: String,
+    pub status: Option<JobStatus>,
+    pub jobs: Vec<JobSummary>,
+}
+
+/// What can be done to one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    Retry,
+    Cancel,
+    Discard,
+}
+
+impl JobAction {
+    fn allowed(self, status: JobStatus) -> bool {
+        use JobStatus::*;
+        match self {
+            JobAction::Retry => matches!(status, Dead | Failed | Cancelled),
+            JobAction::Cancel => matches!(status, Queued | Running | Failed),
+            JobAction::Discard => status == Dead,
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobAction::Retry => "retry",
+            JobAction::Cancel => "cancel",
+            JobAction::Discard => "discard",
+        }
+    }
+}
+
 /// A question that needs a `y` before its command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirm {
@@ -178,6 +225,9 @@ pub struct App {
     pub org_row: usize,
     /// The orgs view's page, once loaded.
     pub orgs: Option<OrgPage>,
+    /// The jobs view's page (of the org chosen in the orgs view).
+    pub jobs: Option<JobPage>,
+    pub job_row: usize,
     /// The flags matrix, once loaded, and its cursor (column 0 is global).
     pub flags: Option<FlagPage>,
     pub flag_row: usize,
@@ -214,6 +264,8 @@ pub enum Message {
     },
     /// A page of orgs arrived.
     OrgsLoaded(Result<OrgPage, String>),
+    /// A page of jobs arrived.
+    JobsLoaded(Result<JobPage, String>),
     /// The flags matrix arrived.
     FlagsLoaded(Result<FlagPage, String>),
     /// An action finished: what it did, or why it failed.
@@ -230,6 +282,11 @@ pub enum Command {
     /// Suspend (or resume) an org, audited with the operator as actor;
     /// answer with [`Message::Done`].
     SetOrgStatus { slug: String, suspend: bool },
+    /// Read the newest jobs of `org`; answer with [`Message::JobsLoaded`].
+    LoadJobs { org: String, status: Option<JobStatus> },
+    /// Retry, cancel or discard a job, as the operator; answer with
+    /// [`Message::Done`].
+    Job { org: String, id: uuid::Uuid, action: JobAction },
     /// Read every flag and the first orgs; answer with [`Message::FlagsLoaded`].
     LoadFlags,
     /// Set a flag globally (`org` None) or for one org, or clear that value
@@ -248,6 +305,8 @@ impl App {
             worker_row: 0,
             org_row: 0,
             orgs: None,
+            jobs: None,
+            job_row: 0,
             flags: None,
             flag_row: 0,
             flag_col: 0,
@@ -282,9 +341,12 @@ impl App {
         if self.view == View::Flags {
             return self.flags.as_ref().map_or(0, |p| p.flags.len());
         }
+        if self.view == View::Jobs {
+            return self.jobs.as_ref().map_or(0, |p| p.jobs.len());
+        }
         let Some(snapshot) = &self.snapshot else { return 0 };
         match self.view {
-            View::Dashboard | View::Orgs | View::Flags => 0,
+            View::Dashboard | View::Orgs | View::Jobs | View::Flags => 0,
             View::Queues => snapshot.queues.len(),
             View::Workers => snapshot.workers.len(),
         }
@@ -295,6 +357,7 @@ impl App {
             View::Dashboard => None,
             View::Orgs => Some(&mut self.org_row),
             View::Flags => Some(&mut self.flag_row),
+            View::Jobs => Some(&mut self.job_row),
             View::Queues => Some(&mut self.queue_row),
             View::Workers => Some(&mut self.worker_row),
         }
@@ -307,6 +370,8 @@ impl App {
         self.worker_row = self.worker_row.min(workers.saturating_sub(1));
         let orgs = self.orgs.as_ref().map_or(0, |p| p.orgs.len());
         self.org_row = self.org_row.min(orgs.saturating_sub(1));
+        let jobs = self.jobs.as_ref().map_or(0, |p| p.jobs.len());
+        self.job_row = self.job_row.min(jobs.saturating_sub(1));
         let (flags, columns) =
             self.flags.as_ref().map_or((0, 0), |p| (p.flags.len(), p.orgs.len()));
         self.flag_row = self.flag_row.min(flags.saturating_sub(1));
@@ -347,6 +412,31 @@ impl App {
         Some(Command::SetFlag { name: state.name.to_owned(), org, enabled })
     }
 
+    /// The command that reloads the jobs view as it is.
+    fn reload_jobs(&self) -> Option<Command> {
+        self.jobs.as_ref().map(|p| Command::LoadJobs { org: p.org.clone(), status: p.status })
+    }
+
+    /// Asks before `action` on the job under the cursor, if it applies.
+    fn ask_job(&mut self, action: JobAction) {
+        let Some(page) = &self.jobs else { return };
+        let Some(job) = page.jobs.get(self.job_row) else { return };
+        if !action.allowed(job.status) {
+            self.error = Some(format!("cannot {} a {} job", action.verb(), job.status));
+            return;
+        }
+        self.confirm = Some(Confirm {
+            question: format!(
+                "{} {} job {} of {}? (y/n)",
+                capitalized(action.verb()),
+                job.kind,
+                short_id(job.id),
+                page.org
+            ),
+            command: Command::Job { org: page.org.clone(), id: job.id, action },
+        });
+    }
+
     fn org_filter(&self) -> String {
         self.orgs.as_ref().map(|p| p.filter.clone()).unwrap_or_default()
     }
@@ -380,6 +470,15 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             app.clamp_rows();
             None
         }
+        Message::JobsLoaded(Ok(page)) => {
+            app.jobs = Some(page);
+            app.clamp_rows();
+            None
+        }
+        Message::JobsLoaded(Err(why)) => {
+            app.error = Some(why);
+            None
+        }
         Message::FlagsLoaded(Ok(page)) => {
             app.flags = Some(page);
             app.clamp_rows();
@@ -398,6 +497,7 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             app.error = None;
             match app.view {
                 View::Flags => Some(Command::LoadFlags),
+                View::Jobs => app.reload_jobs(),
                 _ => Some(Command::LoadOrgs { filter: app.org_filter() }),
             }
         }
@@ -516,6 +616,28 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
             return Some(Command::LoadOrgs { filter: app.org_filter() });
         }
         KeyCode::Char('r') if app.view == View::Flags => return Some(Command::LoadFlags),
+        KeyCode::Char('r') if app.view == View::Jobs => return app.reload_jobs(),
+        KeyCode::Enter if app.view == View::Orgs => {
+            let org = app.selected_org()?.slug.to_string();
+            app.view = View::Jobs;
+            app.job_row = 0;
+            return Some(Command::LoadJobs { org, status: None });
+        }
+        KeyCode::Char('f') if app.view == View::Jobs => {
+            let page = app.jobs.as_ref()?;
+            let next = match page.status {
+                None => Some(JobStatus::ALL[0]),
+                Some(current) => {
+                    let i = JobStatus::ALL.iter().position(|s| *s == current).unwrap_or(0);
+                    JobStatus::ALL.get(i + 1).copied()
+                }
+            };
+            app.job_row = 0;
+            return Some(Command::LoadJobs { org: page.org.clone(), status: next });
+        }
+        KeyCode::Char('R') if app.view == View::Jobs => app.ask_job(JobAction::Retry),
+        KeyCode::Char('c') if app.view == View::Jobs => app.ask_job(JobAction::Cancel),
+        KeyCode::Char('d') if app.view == View::Jobs => app.ask_job(JobAction::Discard),
         KeyCode::Char('r') => return app.refresh(),
         KeyCode::Char(' ') if app.view == View::Flags => return app.flag_command(false),
         KeyCode::Char('x') if app.view == View::Flags => return app.flag_command(true),
@@ -551,4 +673,16 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
         _ => {}
     }
     None
+}
+
+/// The last 8 characters of a job id (its random part: the first ones
+/// are a timestamp, shared by jobs enqueued together).
+pub fn short_id(id: uuid::Uuid) -> String {
+    let text = id.simple().to_string();
+    text[text.len() - 8..].to_owned()
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or(String::new(), |c| c.to_uppercase().chain(chars).collect())
 }

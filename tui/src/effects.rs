@@ -11,7 +11,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use orgstack::accounts::Actor;
 use tenancy::Slug;
 
-use crate::app::{Command, FlagPage, Message, ORGS_PAGE, OrgPage, Snapshot};
+use crate::app::{
+    Command, FlagPage, JobAction, JobPage, Message, ORGS_PAGE, OrgPage, Snapshot, short_id,
+};
+
+/// Jobs shown per page in the jobs view.
+const JOBS_PAGE: u32 = 200;
 
 /// Orgs shown as columns of the flags matrix.
 const FLAG_ORGS: i64 = 50;
@@ -49,6 +54,33 @@ pub async fn run(command: Command, state: AppState, operator: Actor, tx: Unbound
                 .await
                 .map_err(|err| format!("{err:#}")),
         ),
+        Command::LoadJobs { org, status } => {
+            let result = async {
+                let slug = Slug::parse(&org).map_err(|why| anyhow::anyhow!("{org}: {why}"))?;
+                let found = state.orgs.get(&slug).await?;
+                let filter = orgstack::jobs::JobFilter { status, kind: None };
+                let jobs = state.jobs.list(&found, &filter, None, JOBS_PAGE).await?;
+                anyhow::Ok(JobPage { org: org.clone(), status, jobs })
+            }
+            .await
+            .map_err(|err| format!("reading jobs of {org}: {err:#}"));
+            Message::JobsLoaded(result)
+        }
+        Command::Job { org, id, action } => {
+            let result = async {
+                let slug = Slug::parse(&org).map_err(|why| anyhow::anyhow!("{org}: {why}"))?;
+                let found = state.orgs.get(&slug).await?;
+                match action {
+                    JobAction::Retry => drop(state.jobs.retry(&found, &operator, id).await?),
+                    JobAction::Cancel => drop(state.jobs.cancel(&found, &operator, id).await?),
+                    JobAction::Discard => state.jobs.discard(&found, &operator, id).await?,
+                }
+                anyhow::Ok(format!("job {} of {org}: {} done", short_id(id), action.verb()))
+            }
+            .await
+            .map_err(|err| format!("{err:#}"));
+            Message::Done(result)
+        }
         Command::LoadFlags => {
             let result = async {
                 let flags = state.flags.all().await.context("reading flags")?;

@@ -98,6 +98,8 @@ fn tab_and_shift_tab_cycle_the_views() {
         Some(Command::LoadOrgs { filter: String::new() }),
         "orgs load when first shown"
     );
+    assert_eq!(update(&mut app, key(KeyCode::Tab)), None, "jobs wait for an org");
+    assert_eq!(app.view, View::Jobs);
     assert_eq!(update(&mut app, key(KeyCode::Tab)), Some(Command::LoadFlags));
     assert_eq!(app.view, View::Flags);
     update(&mut app, key(KeyCode::Tab));
@@ -107,6 +109,113 @@ fn tab_and_shift_tab_cycle_the_views() {
     assert_eq!(app.view, View::Dashboard);
     update(&mut app, key(KeyCode::BackTab));
     assert_eq!(app.view, View::Workers);
+}
+
+fn job(
+    n: u128,
+    kind: &str,
+    status: orgstack::jobs::JobStatus,
+    attempts: i32,
+) -> orgstack::jobs::JobSummary {
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 8, 59, 0).single().expect("a valid time");
+    orgstack::jobs::JobSummary {
+        id: uuid::Uuid::from_u128(0x019a_0000_0000_7000_8000_0000_0000_0000 + n),
+        kind: kind.to_owned(),
+        queue: "default".to_owned(),
+        status,
+        attempts,
+        max_attempts: 3,
+        run_at: at,
+        error: (status == orgstack::jobs::JobStatus::Dead)
+            .then(|| "failing attempt 3 as asked".to_owned()),
+        created_by: "user:dev@example.com".to_owned(),
+        created_at: at,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn app_with_jobs() -> App {
+    use orgstack::jobs::JobStatus::*;
+    let mut app = app_with_orgs();
+    let load = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(load, Some(Command::LoadJobs { org: "acme".into(), status: None }));
+    assert_eq!(app.view, View::Jobs);
+    let page = crate::app::JobPage {
+        org: "acme".into(),
+        status: None,
+        jobs: vec![
+            job(3, "sleep", Dead, 3),
+            job(2, "noop", Queued, 0),
+            job(1, "noop", Succeeded, 1),
+        ],
+    };
+    update(&mut app, Message::JobsLoaded(Ok(page)));
+    app
+}
+
+#[test]
+fn enter_on_an_org_shows_its_jobs_and_f_cycles_the_status() {
+    use orgstack::jobs::JobStatus::*;
+    let mut app = app_with_jobs();
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        let Some(Command::LoadJobs { status, .. }) = press(&mut app, "f").pop() else {
+            panic!("f reloads")
+        };
+        seen.push(status);
+        let mut page = app.jobs.clone().expect("jobs");
+        page.status = status;
+        update(&mut app, Message::JobsLoaded(Ok(page)));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            Some(Queued),
+            Some(Running),
+            Some(Succeeded),
+            Some(Failed),
+            Some(Cancelled),
+            Some(Dead),
+            None
+        ]
+    );
+}
+
+#[test]
+fn job_actions_ask_first_and_only_where_they_apply() {
+    let mut app = app_with_jobs();
+    press(&mut app, "R");
+    let question = app.confirm.as_ref().map(|c| c.question.clone()).expect("a question");
+    assert_eq!(question, "Retry sleep job 00000003 of acme? (y/n)");
+    let Some(Command::Job { org, id, action }) = press(&mut app, "y").pop() else {
+        panic!("no command")
+    };
+    assert_eq!(
+        (org.as_str(), id.as_u128() & 0xff, action),
+        ("acme", 3, crate::app::JobAction::Retry)
+    );
+    assert_eq!(
+        update(&mut app, Message::Done(Ok("retried".into()))),
+        Some(Command::LoadJobs { org: "acme".into(), status: None })
+    );
+
+    press(&mut app, "j");
+    press(&mut app, "d");
+    assert_eq!(app.confirm, None);
+    assert_eq!(app.error.as_deref(), Some("cannot discard a queued job"));
+    press(&mut app, "c");
+    assert!(app.confirm.is_some(), "a queued job can be cancelled");
+    press(&mut app, "n");
+    press(&mut app, "jR");
+    assert_eq!(app.error.as_deref(), Some("cannot retry a succeeded job"));
+}
+
+#[test]
+fn the_jobs_view_at_both_sizes() {
+    let app = app_with_jobs();
+    insta::assert_snapshot!("jobs_80x24", render(&app, 80, 24));
+    insta::assert_snapshot!("jobs_160x48", render(&app, 160, 48));
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub fn view(app: &App, frame: &mut Frame) {
         View::Dashboard => draw_dashboard(app, frame, body),
         View::Orgs => draw_orgs(app, frame, body),
         View::Flags => draw_flags(app, frame, body),
+        View::Jobs => draw_jobs(app, frame, body),
         View::Queues => draw_queues(app, frame, body),
         View::Workers => draw_workers(app, frame, body),
     }
@@ -221,6 +222,64 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
         .block(Block::bordered().title(format!(" orgs ({more}{}{filter}) ", page.orgs.len())))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(Some(app.org_row));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_jobs(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(page) = &app.jobs else {
+        let text = "choose an org in the orgs view and press Enter";
+        frame.render_widget(Paragraph::new(text).block(Block::bordered().title(" jobs ")), area);
+        return;
+    };
+    let wide = area.width >= 120;
+    let now = app.snapshot.as_ref().map_or_else(Utc::now, |s| s.taken_at);
+    let mut header = vec!["ID", "KIND", "STATUS", "TRIES", "CREATED", "ERROR"];
+    if wide {
+        header.splice(4..4, ["QUEUE", "BY"]);
+    }
+    let rows = page.jobs.iter().map(|job| {
+        use orgstack::jobs::JobStatus::*;
+        let status = Cell::from(job.status.to_string()).style(match job.status {
+            Dead => Style::new().red().bold(),
+            Failed => Style::new().yellow(),
+            Running => Style::new().cyan(),
+            Succeeded => Style::new().green(),
+            Queued | Cancelled => Style::new(),
+        });
+        let mut cells = vec![
+            Cell::from(crate::app::short_id(job.id)),
+            Cell::from(job.kind.clone()),
+            status,
+            Cell::from(format!("{}/{}", job.attempts, job.max_attempts)),
+            Cell::from(format!("{} ago", ago(now, Some(job.created_at)))),
+            Cell::from(job.error.clone().unwrap_or_default()),
+        ];
+        if wide {
+            cells.splice(4..4, [Cell::from(job.queue.clone()), Cell::from(job.created_by.clone())]);
+        }
+        Row::new(cells)
+    });
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Min(10),
+        Constraint::Length(9),
+        Constraint::Length(5),
+        Constraint::Length(9),
+        Constraint::Min(12),
+    ];
+    if wide {
+        widths.splice(4..4, [Constraint::Length(10), Constraint::Length(24)]);
+    }
+    let status = page.status.map_or("all".to_owned(), |s| s.to_string());
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).bold())
+        .block(Block::bordered().title(format!(
+            " jobs of {} ({status}, newest {}; f filters) ",
+            page.org,
+            page.jobs.len()
+        )))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(app.job_row));
     frame.render_stateful_widget(table, area, &mut state);
 }
 

@@ -265,3 +265,55 @@ async fn an_operator_switches_a_flag_on_for_one_org() {
             .expect("the change is audited");
     assert_eq!(actor, "user:ops@example.com");
 }
+
+#[tokio::test]
+async fn an_operator_retries_a_dead_job_and_it_runs() {
+    use orgstack::jobs::{JobStatus, NewJob};
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    let org = ctx.org("acme").await;
+    let jobs = ctx.jobs();
+    let until = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let job = NewJob {
+        max_attempts: Some(1),
+        ..NewJob::new("sleep", serde_json::json!({ "fail_until": until }))
+    };
+    let id =
+        jobs.enqueue(&org, &orgstack::accounts::Actor::System, job).await.expect("enqueue").job.id;
+    let _worker = spawn_cli(&ctx, &["worker", "--concurrency", "2"]);
+    let status = |want: JobStatus| {
+        let jobs = jobs.clone();
+        let org = org.clone();
+        async move { jobs.get(&org, id).await.is_ok_and(|j| j.status == want) }
+    };
+    assert!(eventually(Duration::from_secs(20), || status(JobStatus::Dead)).await, "never dead");
+
+    let console = Console::start(&ctx, "ops@example.com");
+    console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("1 active")).await;
+    console.keys(&[":", "orgs", "Enter"]);
+    console.wait_for("acme", Duration::from_secs(10), |s| s.contains("orgs (1)")).await;
+    console.keys(&["Enter"]);
+    console
+        .wait_for("the dead job", Duration::from_secs(10), |s| {
+            s.contains("jobs of acme") && s.contains("sleep") && s.contains("dead")
+        })
+        .await;
+    // The handler fails until `until`: retry after it.
+    tokio::time::sleep((until - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    console.keys(&["R"]);
+    console
+        .wait_for("the question", Duration::from_secs(10), |s| s.contains("Retry sleep job"))
+        .await;
+    console.keys(&["y"]);
+    console.wait_for("the retry", Duration::from_secs(10), |s| s.contains("retry done")).await;
+    assert!(
+        eventually(Duration::from_secs(20), || status(JobStatus::Succeeded)).await,
+        "the retry never ran"
+    );
+    console.keys(&["r"]);
+    console
+        .wait_for("the job succeeded", Duration::from_secs(10), |s| s.contains("succeeded"))
+        .await;
+    let job = jobs.get(&org, id).await.expect("job");
+    assert_eq!(job.attempts, 1, "a retried dead job gets a fresh set of attempts");
+}
