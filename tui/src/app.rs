@@ -97,9 +97,13 @@ impl View {
                 ("x", "clear it (inherit again)"),
                 ("r", "reload"),
             ],
-            View::Queues | View::Workers => {
-                &[("j/k, ↑/↓", "move"), ("g/G", "first/last"), ("r", "refresh now")]
-            }
+            View::Workers => &[
+                ("j/k, ↑/↓", "move"),
+                ("+ / -", "one more / one fewer job at once (pool grow/shrink)"),
+                ("S", "shut the worker down gracefully"),
+                ("r", "refresh now"),
+            ],
+            View::Queues => &[("j/k, ↑/↓", "move"), ("g/G", "first/last"), ("r", "refresh now")],
         }
     }
 }
@@ -287,6 +291,9 @@ pub enum Command {
     /// Retry, cancel or discard a job, as the operator; answer with
     /// [`Message::Done`].
     Job { org: String, id: uuid::Uuid, action: JobAction },
+    /// Ask a worker to shut down gracefully (`concurrency` None) or to run
+    /// that many jobs at once; answer with [`Message::Done`].
+    Worker { id: String, concurrency: Option<usize> },
     /// Read every flag and the first orgs; answer with [`Message::FlagsLoaded`].
     LoadFlags,
     /// Set a flag globally (`org` None) or for one org, or clear that value
@@ -376,6 +383,11 @@ impl App {
             self.flags.as_ref().map_or((0, 0), |p| (p.flags.len(), p.orgs.len()));
         self.flag_row = self.flag_row.min(flags.saturating_sub(1));
         self.flag_col = self.flag_col.min(columns);
+    }
+
+    /// The worker under the cursor in the workers view.
+    pub fn selected_worker(&self) -> Option<&WorkerInfo> {
+        self.snapshot.as_ref().and_then(|s| s.workers.get(self.worker_row))
     }
 
     /// The org under the cursor in the orgs view.
@@ -498,6 +510,7 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             match app.view {
                 View::Flags => Some(Command::LoadFlags),
                 View::Jobs => app.reload_jobs(),
+                View::Dashboard | View::Queues | View::Workers => app.refresh(),
                 _ => Some(Command::LoadOrgs { filter: app.org_filter() }),
             }
         }
@@ -634,6 +647,36 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
             };
             app.job_row = 0;
             return Some(Command::LoadJobs { org: page.org.clone(), status: next });
+        }
+        KeyCode::Char(c @ ('+' | '-')) if app.view == View::Workers => {
+            let worker = app.selected_worker()?;
+            if worker.stale {
+                app.error = Some(format!("{} is stale: nothing answers", worker.id));
+                return None;
+            }
+            let target = if c == '+' {
+                worker.concurrency + 1
+            } else {
+                worker.concurrency.saturating_sub(1)
+            };
+            if target == 0 {
+                app.error = Some("a worker runs at least one job at once (S stops it)".to_owned());
+                return None;
+            }
+            return Some(Command::Worker {
+                id: worker.id.clone(),
+                concurrency: Some(target as usize),
+            });
+        }
+        KeyCode::Char('S') if app.view == View::Workers => {
+            let worker = app.selected_worker()?;
+            app.confirm = Some(Confirm {
+                question: format!(
+                    "Shut down worker {}? It stops fetching, finishes or hands back its {} running job(s). (y/n)",
+                    worker.id, worker.in_flight
+                ),
+                command: Command::Worker { id: worker.id.clone(), concurrency: None },
+            });
         }
         KeyCode::Char('R') if app.view == View::Jobs => app.ask_job(JobAction::Retry),
         KeyCode::Char('c') if app.view == View::Jobs => app.ask_job(JobAction::Cancel),

@@ -81,6 +81,11 @@ pub async fn run(command: Command, state: AppState, operator: Actor, tx: Unbound
             .map_err(|err| format!("{err:#}"));
             Message::Done(result)
         }
+        Command::Worker { id, concurrency } => Message::Done(
+            control_worker(&state, &operator, &id, concurrency)
+                .await
+                .map_err(|err| format!("{err:#}")),
+        ),
         Command::LoadFlags => {
             let result = async {
                 let flags = state.flags.all().await.context("reading flags")?;
@@ -158,4 +163,40 @@ pub async fn snapshot(state: &AppState) -> anyhow::Result<Snapshot> {
 async fn timed(check: impl Future<Output = Result<(), String>>) -> Result<f64, String> {
     let started = Instant::now();
     check.await.map(|()| started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Sends a worker a control message (it acts on the next heartbeat round)
+/// and records it in the platform audit log.
+async fn control_worker(
+    state: &AppState,
+    operator: &Actor,
+    id: &str,
+    concurrency: Option<usize>,
+) -> anyhow::Result<String> {
+    use orgstack::jobs::worker::{Control, send_control};
+    let (control, action, done) = match concurrency {
+        Some(n) => (
+            Control::SetConcurrency { worker: id.to_owned(), concurrency: n },
+            "worker.concurrency",
+            format!("asked {id} to run {n} at once"),
+        ),
+        None => (
+            Control::Shutdown { worker: id.to_owned() },
+            "worker.shutdown",
+            format!("asked {id} to shut down"),
+        ),
+    };
+    let mut conn = state.db.acquire().await?;
+    let details = serde_json::json!({ "concurrency": concurrency });
+    orgstack::accounts::audit::record_platform(
+        &mut conn,
+        operator,
+        action,
+        Some(id),
+        None,
+        details,
+    )
+    .await?;
+    send_control(&state.redis, state.jobs.keys(), &control).await;
+    Ok(done)
 }

@@ -555,3 +555,34 @@ fn the_flags_view_at_both_sizes() {
     insta::assert_snapshot!("flags_80x24", render(&app, 80, 24));
     insta::assert_snapshot!("flags_160x48", render(&app, 160, 48));
 }
+
+#[test]
+fn plus_minus_and_shift_s_control_the_selected_worker() {
+    let mut app = app_with_data();
+    press(&mut app, ":workers");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(
+        press(&mut app, "+"),
+        vec![Command::Worker { id: "vm:4242:1a2b3c4d".into(), concurrency: Some(11) }]
+    );
+    assert_eq!(
+        press(&mut app, "-"),
+        vec![Command::Worker { id: "vm:4242:1a2b3c4d".into(), concurrency: Some(9) }]
+    );
+    assert_eq!(press(&mut app, "S"), Vec::new(), "shutting down asks first");
+    let question = app.confirm.as_ref().map(|c| c.question.clone()).expect("a question");
+    assert!(question.starts_with("Shut down worker vm:4242:1a2b3c4d?"), "{question}");
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Command::Worker { id: "vm:4242:1a2b3c4d".into(), concurrency: None }]
+    );
+    // After an action the views refresh.
+    assert!(matches!(
+        update(&mut app, Message::Done(Ok("asked".into()))),
+        Some(Command::Refresh { .. })
+    ));
+
+    press(&mut app, "j");
+    assert_eq!(press(&mut app, "+"), Vec::new(), "a stale worker cannot answer");
+    assert_eq!(app.error.as_deref(), Some("vm:777:9f8e7d6c is stale: nothing answers"));
+}

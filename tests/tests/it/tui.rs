@@ -84,7 +84,7 @@ impl Drop for Console {
 }
 
 #[tokio::test]
-async fn an_operator_watches_a_worker_appear_and_leave() {
+async fn an_operator_grows_a_worker_and_shuts_it_down() {
     let ctx = TestContext::new().await;
     ctx.user("ops@example.com", "a long enough password", true).await;
     ctx.org("acme").await;
@@ -112,13 +112,48 @@ async fn an_operator_watches_a_worker_appear_and_leave() {
         })
         .await;
 
-    // A graceful stop removes the worker's record: its row goes away.
-    nix::sys::signal::kill(worker.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    // Pool grow, as in Flower: the worker takes the new concurrency.
+    console.keys(&["+"]);
+    console
+        .wait_for("the request", Duration::from_secs(10), |s| s.contains("to run 3 at once"))
+        .await;
+    let jobs = ctx.jobs();
+    let grown = eventually(Duration::from_secs(10), || async {
+        orgstack::jobs::worker::list_workers(&jobs)
+            .await
+            .is_ok_and(|w| w.len() == 1 && w[0].concurrency == 3)
+    })
+    .await;
+    assert!(grown, "the worker never ran 3 at once");
+
+    // A graceful shutdown from the console: the process exits and its row goes.
+    console.keys(&["S"]);
+    console
+        .wait_for("the question", Duration::from_secs(10), |s| s.contains("Shut down worker"))
+        .await;
+    console.keys(&["y"]);
+    let mut worker = worker;
+    let exited = eventually(Duration::from_secs(30), || {
+        let done = worker.child.try_wait().is_ok_and(|status| status.is_some());
+        async move { done }
+    })
+    .await;
+    assert!(exited, "the worker did not shut down");
     console
         .wait_for("the worker gone", Duration::from_secs(30), |s| {
-            s.contains("workers (0 live") && !s.contains(&format!(":{pid}:"))
+            // (The status line still names it: "asked … to shut down".)
+            s.contains("workers (0 live")
+                && !s.lines().any(|l| l.starts_with('│') && l.contains(&format!(":{pid}:")))
         })
         .await;
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM public.audit_events WHERE actor = 'user:ops@example.com' \
+         AND action IN ('worker.concurrency', 'worker.shutdown')",
+    )
+    .fetch_one(&ctx.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 2);
     drop(worker);
 
     console.keys(&["?"]);
