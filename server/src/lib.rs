@@ -6,6 +6,7 @@
 //! `main` over [`cli`]. Tenancy rules live in the `tenancy` crate.
 
 pub mod accounts;
+pub mod alloc;
 pub mod app;
 pub mod check;
 pub mod cli;

@@ -36,34 +36,16 @@ struct Args {
 /// The `admin-tui` command: parses its arguments, loads the configuration
 /// (environment and `.env`), checks the operator and runs the console.
 pub fn main() -> ExitCode {
+    // `.env` first: it may set ADMIN_TUI_AS, which the arguments read.
+    if let Err(code) = orgstack::cli::load_dotenv() {
+        return code;
+    }
     let args = Args::parse();
-    if let Err(err) = dotenvy::from_path(".env")
-        && !err.not_found()
-    {
-        eprintln!("error: cannot read .env: {err}");
-        return ExitCode::from(1);
-    }
-    let config = match Config::from_env() {
+    let config = match orgstack::cli::load_config() {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(args, config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(1)
-        }
-    }
+    orgstack::cli::run_to_exit(run(args, config))
 }
 
 async fn run(args: Args, config: Config) -> anyhow::Result<()> {

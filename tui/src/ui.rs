@@ -219,10 +219,8 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
     let more = if page.orgs.len() as i64 >= crate::app::ORGS_PAGE { "first " } else { "" };
     let table = Table::new(rows, widths)
         .header(Row::new(header).bold())
-        .block(Block::bordered().title(format!(" orgs ({more}{}{filter}) ", page.orgs.len())))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(app.org_row));
-    frame.render_stateful_widget(table, area, &mut state);
+        .block(Block::bordered().title(format!(" orgs ({more}{}{filter}) ", page.orgs.len())));
+    draw_selectable(frame, area, table, app.org_row);
 }
 
 fn draw_jobs(app: &App, frame: &mut Frame, area: Rect) {
@@ -271,16 +269,11 @@ fn draw_jobs(app: &App, frame: &mut Frame, area: Rect) {
         widths.splice(4..4, [Constraint::Length(10), Constraint::Length(24)]);
     }
     let status = page.status.map_or("all".to_owned(), |s| s.to_string());
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).bold())
-        .block(Block::bordered().title(format!(
-            " jobs of {} ({status}, newest {}; f filters) ",
-            page.org,
-            page.jobs.len()
-        )))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(app.job_row));
-    frame.render_stateful_widget(table, area, &mut state);
+    let table =
+        Table::new(rows, widths).header(Row::new(header).bold()).block(Block::bordered().title(
+            format!(" jobs of {} ({status}, newest {}; f filters) ", page.org, page.jobs.len()),
+        ));
+    draw_selectable(frame, area, table, app.job_row);
 }
 
 /// Flags × (global, each org): the value in force in each cell, bold where
@@ -355,6 +348,13 @@ fn on_off(value: bool) -> &'static str {
     if value { "on" } else { "off" }
 }
 
+/// Draws `table` with row `selected` highlighted (and scrolled into view).
+fn draw_selectable(frame: &mut Frame, area: Rect, table: Table, selected: usize) {
+    let table = table.row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
 fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
     if placeholder(app, frame, area, " queues ") {
         return;
@@ -388,10 +388,8 @@ fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
     ];
     let table = Table::new(rows, widths)
         .header(header)
-        .block(Block::bordered().title(format!(" queues ({}) ", s.queues.len())))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(app.queue_row));
-    frame.render_stateful_widget(table, area, &mut state);
+        .block(Block::bordered().title(format!(" queues ({}) ", s.queues.len())));
+    draw_selectable(frame, area, table, app.queue_row);
 }
 
 fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
@@ -441,10 +439,8 @@ fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
     let live = s.workers.iter().filter(|w| !w.stale).count();
     let table = Table::new(rows, widths)
         .header(Row::new(header).bold())
-        .block(Block::bordered().title(format!(" workers ({live} live, stale ones struck out) ")))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(Some(app.worker_row));
-    frame.render_stateful_widget(table, area, &mut state);
+        .block(Block::bordered().title(format!(" workers ({live} live, stale ones struck out) ")));
+    draw_selectable(frame, area, table, app.worker_row);
 }
 
 fn draw_help(app: &App, frame: &mut Frame, area: Rect) {

@@ -160,20 +160,40 @@ pub enum OrgCommand {
 /// printed as one line (with their causes) and exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = dotenvy::from_path(".env")
-        && !err.not_found()
-    {
-        eprintln!("error: cannot read .env: {err}");
-        return ExitCode::from(1);
-    }
-    let config = match Config::from_env() {
+    let config = match load_config() {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     crate::telemetry::init_tracing(&config);
+    run_to_exit(run(cli, config))
+}
+
+/// Loads `.env` from the working folder (variables already set win); a
+/// missing file is fine. Prints the problem and gives exit code 1 otherwise.
+pub fn load_dotenv() -> Result<(), ExitCode> {
+    match dotenvy::from_path(".env") {
+        Err(err) if !err.not_found() => {
+            eprintln!("error: cannot read .env: {err}");
+            Err(ExitCode::from(1))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `.env`, then the configuration from the environment; a problem is
+/// printed as one line naming the variable, with exit code 1.
+pub fn load_config() -> Result<Config, ExitCode> {
+    load_dotenv()?;
+    Config::from_env().map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(1)
+    })
+}
+
+/// Runs `work` on a multi-threaded runtime: success exits 0, an error is
+/// printed as one line (with its causes) and exits 1. Shared by every
+/// binary of the workspace.
+pub fn run_to_exit(work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -181,7 +201,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli, config)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -174,30 +174,36 @@ async fn an_operator_grows_a_worker_and_shuts_it_down() {
 async fn the_console_refuses_an_operator_who_is_not_a_platform_admin() {
     let ctx = TestContext::new().await;
     ctx.user("member@example.com", "a long enough password", false).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| {
+        Command::new(tui_bin())
+            .args(args)
+            .env_clear()
+            .envs(ctx.env())
+            .current_dir(dir.path())
+            .output()
+            .expect("running admin-tui")
+    };
     for (who, expected) in [
         ("member@example.com", "member@example.com is not an active platform admin"),
         ("nobody@example.com", "no user nobody@example.com"),
         ("not-an-email", "--as \"not-an-email\""),
     ] {
-        let out = Command::new(tui_bin())
-            .args(["--as", who])
-            .env_clear()
-            .envs(ctx.env())
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("running admin-tui");
+        let out = run(&["--as", who]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{who}: {stderr}");
         assert!(stderr.contains(expected), "{who}: {stderr}");
     }
-    let out = Command::new(tui_bin())
-        .env_clear()
-        .envs(ctx.env())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("running admin-tui");
+    let out = run(&[]);
     assert_eq!(out.status.code(), Some(2), "clap refuses a missing --as");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as <EMAIL>"));
+
+    // ADMIN_TUI_AS may come from `.env`, as the rest of the configuration.
+    std::fs::write(dir.path().join(".env"), "ADMIN_TUI_AS=member@example.com\n").expect(".env");
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("member@example.com is not an active platform admin"), "{stderr}");
 }
 
 #[tokio::test]

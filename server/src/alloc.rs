@@ -1,0 +1,24 @@
+//! Allocator settings shared by every binary of the workspace (`orgstack`,
+//! `admin-tui` and the copies the tests build).
+//!
+//! Each binary declares `mimalloc::MiMalloc` as its global allocator:
+//! mimalloc returns freed memory to the system promptly, which keeps the
+//! server's and the workers' resident memory bounded after bursts (argon2's
+//! 19 MiB per password hash, a worker's batch of thousands of claimed jobs).
+//! It is built without transparent huge pages (`no_thp` in the workspace
+//! manifest): a 2 MiB page stays resident as long as one small object on it
+//! lives, which more than doubled a worker's memory.
+
+/// `mi_option_arena_eager_commit` in mimalloc 3's option enumeration (the
+/// `libmimalloc-sys` bindings name only the older options).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Commits arena memory on demand, so that memory given back is decommitted
+/// (and leaves the resident set) instead of merely reset. Call first thing
+/// in `main`.
+#[expect(unsafe_code, reason = "the one call into C: an allocator option")]
+pub fn tune() {
+    // SAFETY: sets a process-wide allocator option; mimalloc reads options
+    // atomically, and this runs before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
