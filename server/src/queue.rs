@@ -430,6 +430,76 @@ impl Queue {
         Ok(())
     }
 
+    /// Up to `count` entries not yet fetched by any worker, oldest first.
+    pub async fn waiting(&self, count: u64) -> Result<Vec<Delivery>, fred::error::Error> {
+        let groups: Value = self.redis.xinfo_groups(&self.key).await?;
+        let start = last_delivered_id(&groups).unwrap_or_else(|| "0-0".to_owned());
+        // Exclusive start: `(id` (Redis 6.2+).
+        let reply: Value =
+            self.redis.xrange(&self.key, format!("({start}"), "+", Some(count)).await?;
+        Ok(entries(reply))
+    }
+
+    /// Up to `count` entries fetched and not acknowledged, oldest first,
+    /// with the consumer holding each and how long it has held it (ms).
+    pub async fn pending_entries(
+        &self,
+        count: u64,
+    ) -> Result<Vec<(Delivery, String, u64)>, fred::error::Error> {
+        let reply: Value = self.redis.xpending(&self.key, GROUP, ("-", "+", count)).await?;
+        let Value::Array(rows) = reply else { return Ok(Vec::new()) };
+        let held: Vec<(String, String, u64)> = rows
+            .into_iter()
+            .filter_map(|row| {
+                let Value::Array(parts) = row else { return None };
+                Some((
+                    parts.first()?.as_string()?,
+                    parts.get(1)?.as_string()?,
+                    parts.get(2)?.as_u64().unwrap_or(0),
+                ))
+            })
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.redis.pipeline();
+        for (id, _, _) in &held {
+            let _: () = pipeline.xrange(&self.key, id.as_str(), id.as_str(), Some(1)).await?;
+        }
+        let payloads: Vec<Value> = pipeline.all().await?;
+        Ok(held
+            .into_iter()
+            .zip(payloads)
+            .filter_map(|((_, consumer, idle), reply)| {
+                entries(reply).into_iter().next().map(|d| (d, consumer, idle))
+            })
+            .collect())
+    }
+
+    /// Up to `count` members of the scheduled set with their due time (ms),
+    /// soonest first.
+    pub async fn scheduled_entries(
+        &self,
+        count: i64,
+    ) -> Result<Vec<(String, f64)>, fred::error::Error> {
+        self.redis.zrange(&self.keys.scheduled, 0, count - 1, None, false, None, true).await
+    }
+
+    /// Up to `count` members of the dead set with the time they died (ms),
+    /// newest first.
+    pub async fn dead_entries(&self, count: i64) -> Result<Vec<(String, f64)>, fred::error::Error> {
+        self.redis.zrevrange(&self.keys.dead, 0, count - 1, true).await
+    }
+
+    /// Removes waiting entries (they were never fetched) from the stream;
+    /// returns how many went.
+    pub async fn remove(&self, ids: &[String]) -> Result<u64, fred::error::Error> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.redis.xdel(&self.key, ids.to_vec()).await
+    }
+
     /// Entries in the stream (waiting or being worked on).
     pub async fn depth(&self) -> Result<u64, fred::error::Error> {
         self.redis.xlen(&self.key).await

@@ -5,7 +5,9 @@
 //! actor.
 
 pub mod app;
+pub mod details;
 pub mod effects;
+pub mod form;
 pub mod ui;
 
 use std::process::ExitCode;
@@ -114,3 +116,5 @@ async fn event_loop(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_drill;

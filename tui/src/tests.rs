@@ -10,15 +10,15 @@ use ratatui::backend::TestBackend;
 
 use crate::app::{App, Command, Message, OrgPage, Snapshot, View, update};
 
-fn key(code: KeyCode) -> Message {
+pub(crate) fn key(code: KeyCode) -> Message {
     Message::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
-fn press(app: &mut App, keys: &str) -> Vec<Command> {
+pub(crate) fn press(app: &mut App, keys: &str) -> Vec<Command> {
     keys.chars().filter_map(|c| update(app, key(KeyCode::Char(c)))).collect()
 }
 
-fn worker(id: &str, processed: u64, stale: bool) -> WorkerInfo {
+pub(crate) fn worker(id: &str, processed: u64, stale: bool) -> WorkerInfo {
     let at = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).single().expect("a valid time");
     WorkerInfo {
         id: id.to_owned(),
@@ -34,6 +34,7 @@ fn worker(id: &str, processed: u64, stale: bool) -> WorkerInfo {
         state: "running".to_owned(),
         stale,
         running: Vec::new(),
+        running_jobs: Vec::new(),
     }
 }
 
@@ -49,7 +50,7 @@ fn queue(name: &str, depth: u64, dead: u64, paused: bool) -> QueueStats {
     }
 }
 
-fn snapshot(second: u32, processed: u64) -> Snapshot {
+pub(crate) fn snapshot(second: u32, processed: u64) -> Snapshot {
     Snapshot {
         taken_at: Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, second).single().expect("a valid time"),
         orgs: vec![
@@ -66,21 +67,22 @@ fn snapshot(second: u32, processed: u64) -> Snapshot {
         ],
         postgres: Ok(0.42),
         redis: Err("connection refused".to_owned()),
+        slugs: Default::default(),
     }
 }
 
-fn loaded(app: &mut App, snap: Snapshot) {
+pub(crate) fn loaded(app: &mut App, snap: Snapshot) {
     let Some(Command::Refresh { request }) = app.refresh() else { panic!("no refresh started") };
     assert_eq!(update(app, Message::Loaded { request, result: Ok(Box::new(snap)) }), None);
 }
 
-fn render(app: &App, width: u16, height: u16) -> String {
+pub(crate) fn render(app: &App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
     terminal.draw(|frame| crate::ui::view(app, frame)).expect("drawn");
     terminal.backend().to_string()
 }
 
-fn app_with_data() -> App {
+pub(crate) fn app_with_data() -> App {
     let mut app = App::new("ops@example.com");
     loaded(&mut app, snapshot(0, 1_000));
     loaded(&mut app, snapshot(2, 1_900)); // 450 jobs/s
@@ -98,6 +100,11 @@ fn tab_and_shift_tab_cycle_the_views() {
         Some(Command::LoadOrgs { filter: String::new() }),
         "orgs load when first shown"
     );
+    assert_eq!(
+        update(&mut app, key(KeyCode::Tab)),
+        Some(Command::LoadUsers { filter: String::new() })
+    );
+    assert_eq!(app.view, View::Users);
     assert_eq!(update(&mut app, key(KeyCode::Tab)), None, "jobs wait for an org");
     assert_eq!(app.view, View::Jobs);
     assert_eq!(update(&mut app, key(KeyCode::Tab)), Some(Command::LoadFlags));
@@ -105,13 +112,20 @@ fn tab_and_shift_tab_cycle_the_views() {
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.view, View::Queues);
     update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.view, View::Workers);
+    assert_eq!(update(&mut app, key(KeyCode::Tab)), Some(Command::LoadSchedules { org: None }));
+    assert_eq!(
+        update(&mut app, key(KeyCode::Tab)),
+        Some(Command::LoadAudit { org: None, search: Default::default() })
+    );
+    assert_eq!(app.view, View::Audit);
     update(&mut app, key(KeyCode::Tab));
     assert_eq!(app.view, View::Dashboard);
     update(&mut app, key(KeyCode::BackTab));
-    assert_eq!(app.view, View::Workers);
+    assert_eq!(app.view, View::Audit);
 }
 
-fn job(
+pub(crate) fn job(
     n: u128,
     kind: &str,
     status: orgstack::jobs::JobStatus,
@@ -135,7 +149,7 @@ fn job(
     }
 }
 
-fn app_with_jobs() -> App {
+pub(crate) fn app_with_jobs() -> App {
     use orgstack::jobs::JobStatus::*;
     let mut app = app_with_orgs();
     let load = update(&mut app, key(KeyCode::Enter));
@@ -371,7 +385,7 @@ fn before_the_first_answer_the_views_say_so() {
     insta::assert_snapshot!("loading_80x24", render(&app, 80, 24));
 }
 
-fn org(slug: &str, status: tenancy::OrgStatus, version: i32) -> tenancy::Org {
+pub(crate) fn org(slug: &str, status: tenancy::OrgStatus, version: i32) -> tenancy::Org {
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).single().expect("a valid time");
     tenancy::Org {
         // A fixed id per slug, so snapshots are stable and orgs differ.
@@ -388,7 +402,7 @@ fn org(slug: &str, status: tenancy::OrgStatus, version: i32) -> tenancy::Org {
     }
 }
 
-fn app_with_orgs() -> App {
+pub(crate) fn app_with_orgs() -> App {
     use tenancy::OrgStatus::*;
     let mut app = app_with_data();
     update(&mut app, key(KeyCode::Tab));
@@ -396,6 +410,9 @@ fn app_with_orgs() -> App {
         filter: String::new(),
         orgs: vec![org("acme", Active, 2), org("globex", Suspended, 2), org("initech", Active, 1)],
         latest_version: 2,
+        members: [(org("acme", Active, 2).id, 12), (org("globex", Suspended, 2).id, 3)]
+            .into_iter()
+            .collect(),
     };
     update(&mut app, Message::OrgsLoaded(Ok(page)));
     app
@@ -472,7 +489,7 @@ fn the_orgs_view_at_both_sizes() {
     insta::assert_snapshot!("orgs_confirm_80x24", render(&app, 80, 24));
 }
 
-fn app_with_flags() -> App {
+pub(crate) fn app_with_flags() -> App {
     use tenancy::OrgStatus::*;
     let mut app = app_with_data();
     let orgs = vec![org("acme", Active, 2), org("globex", Active, 2)];

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
 use crate::app::{App, View};
+use crate::form::Form;
 
 const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
 
@@ -18,22 +19,93 @@ pub fn view(app: &App, frame: &mut Frame) {
         Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)])
             .areas(frame.area());
     draw_header(app, frame, header);
-    match app.view {
-        View::Dashboard => draw_dashboard(app, frame, body),
-        View::Orgs => draw_orgs(app, frame, body),
-        View::Flags => draw_flags(app, frame, body),
-        View::Jobs => draw_jobs(app, frame, body),
-        View::Queues => draw_queues(app, frame, body),
-        View::Workers => draw_workers(app, frame, body),
+    match app.details.last() {
+        Some(detail) => {
+            frame.render_widget(Clear, body);
+            crate::details::draw(app, detail, frame, body);
+        }
+        None => match app.view {
+            View::Dashboard => draw_dashboard(app, frame, body),
+            View::Orgs => draw_orgs(app, frame, body),
+            View::Users => crate::details::draw_users(app, frame, body),
+            View::Flags => match &app.flags {
+                Some(page) => draw_flags(page, app.flag_row, app.flag_col, frame, body),
+                None => loading(frame, body, " flags "),
+            },
+            View::Jobs => draw_jobs(app, frame, body),
+            View::Queues => draw_queues(app, frame, body),
+            View::Workers => draw_workers(app, frame, body),
+            View::Schedules => crate::details::draw_schedules(app, frame, body),
+            View::Audit => crate::details::draw_audit(app, frame, body),
+        },
     }
     draw_footer(app, frame, footer);
+    if let Some(form) = &app.form {
+        draw_form(form, frame, body);
+    }
     if app.help {
         draw_help(app, frame, body);
     }
 }
 
+/// A bordered "loading…" where a page has not arrived yet.
+pub(crate) fn loading(frame: &mut Frame, area: Rect, title: &str) {
+    frame.render_widget(
+        Paragraph::new("loading…").block(Block::bordered().title(title.to_owned())),
+        area,
+    );
+}
+
+/// A form in a box in the middle of `area`: each field on its line, the
+/// focused one with a cursor, masked ones as dots.
+fn draw_form(form: &Form, frame: &mut Frame, area: Rect) {
+    let mut lines = Vec::new();
+    for (i, field) in form.fields.iter().enumerate() {
+        let value = if field.masked {
+            "•".repeat(field.value.chars().count())
+        } else {
+            field.value.clone()
+        };
+        let mut spans = vec![Span::from(format!("{:>28}: ", field.label)).bold(), Span::raw(value)];
+        if i == form.focus {
+            spans.push(Span::from("█").dim());
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::raw(""));
+    match &form.error {
+        Some(error) => lines.push(Line::from(Span::from(error.clone()).red())),
+        None => lines.push(Line::from("Enter next/submit  Tab/↑/↓ move  Esc cancel".dim())),
+    }
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 76.min(area.width);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(format!(" {} ", form.title)).yellow())
+            .wrap(Wrap { trim: false }),
+        popup,
+    );
+}
+
 fn draw_header(app: &App, frame: &mut Frame, area: Rect) {
     let mut spans = vec![Span::from(" orgstack ").bold().reversed(), Span::raw(" ")];
+    let all: usize = View::ALL.iter().map(|v| v.name().len() + 2).sum();
+    if usize::from(area.width) < all + 12 + app.operator.len() + 5 {
+        // Too narrow for every name: this view, where it is, and who acts.
+        let i = View::ALL.iter().position(|v| *v == app.view).unwrap_or(0) + 1;
+        spans.push(Span::from(format!(" {} ", app.view.name())).bold().underlined());
+        spans.push(Span::raw(format!(" {i}/{} (Tab, :name)", View::ALL.len())).dim());
+        spans.push(Span::raw(format!("  as {}", app.operator)).dim());
+        frame.render_widget(Line::from(spans), area);
+        return;
+    }
     for view in View::ALL {
         let name = format!(" {} ", view.name());
         spans.push(if view == app.view {
@@ -135,7 +207,7 @@ fn draw_dashboard(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
-fn kv(key: &str, value: String) -> Line<'static> {
+pub(crate) fn kv(key: &str, value: String) -> Line<'static> {
     Line::from(vec![Span::from(format!("{key:<8} ")).bold(), Span::raw(value)])
 }
 
@@ -154,7 +226,7 @@ fn health_line(name: &str, state: &Result<f64, String>) -> Line<'static> {
     }
 }
 
-fn age(secs: f64) -> String {
+pub(crate) fn age(secs: f64) -> String {
     match secs {
         s if s <= 0.0 => "-".to_owned(),
         s if s < 120.0 => format!("{s:.1}s"),
@@ -163,7 +235,7 @@ fn age(secs: f64) -> String {
     }
 }
 
-fn ago(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
+pub(crate) fn ago(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
     then.map_or("-".to_owned(), |t| {
         age((now - t).num_milliseconds() as f64 / 1000.0).replace('-', "0s")
     })
@@ -178,7 +250,7 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let wide = area.width >= 120;
-    let mut header = vec!["SLUG", "NAME", "STATUS", "VERSION"];
+    let mut header = vec!["SLUG", "NAME", "STATUS", "MEMBERS", "VERSION"];
     if wide {
         header.extend(["CREATED", "ID"]);
     }
@@ -195,8 +267,14 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
             org.org_version.to_string()
         })
         .style(if behind { Style::new().red().bold() } else { Style::new() });
-        let mut cells =
-            vec![Cell::from(org.slug.to_string()), Cell::from(org.name.clone()), status, version];
+        let members = page.members.get(&org.id).copied().unwrap_or(0);
+        let mut cells = vec![
+            Cell::from(org.slug.to_string()),
+            Cell::from(org.name.clone()),
+            status,
+            Cell::from(members.to_string()),
+            version,
+        ];
         if wide {
             cells.extend([
                 Cell::from(org.created_at.format("%Y-%m-%d %H:%M").to_string()),
@@ -206,9 +284,10 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
         Row::new(cells)
     });
     let mut widths = vec![
-        Constraint::Min(16),
-        Constraint::Min(16),
+        Constraint::Min(14),
+        Constraint::Min(12),
         Constraint::Length(10),
+        Constraint::Length(7),
         Constraint::Length(14),
     ];
     if wide {
@@ -217,9 +296,10 @@ fn draw_orgs(app: &App, frame: &mut Frame, area: Rect) {
     let filter =
         if page.filter.is_empty() { String::new() } else { format!(" matching {:?}", page.filter) };
     let more = if page.orgs.len() as i64 >= crate::app::ORGS_PAGE { "first " } else { "" };
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).bold())
-        .block(Block::bordered().title(format!(" orgs ({more}{}{filter}) ", page.orgs.len())));
+    let table =
+        Table::new(rows, widths).header(Row::new(header).bold()).block(Block::bordered().title(
+            format!(" orgs ({more}{}{filter}, by {}) ", page.orgs.len(), app.org_sort.name()),
+        ));
     draw_selectable(frame, area, table, app.org_row);
 }
 
@@ -277,15 +357,14 @@ fn draw_jobs(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 /// Flags × (global, each org): the value in force in each cell, bold where
-/// it is set there, dim where inherited.
-fn draw_flags(app: &App, frame: &mut Frame, area: Rect) {
-    let Some(page) = &app.flags else {
-        frame.render_widget(
-            Paragraph::new("loading…").block(Block::bordered().title(" flags ")),
-            area,
-        );
-        return;
-    };
+/// it is set there, dim where inherited. The cursor is at (`row`, `col`).
+pub(crate) fn draw_flags(
+    page: &crate::app::FlagPage,
+    row: usize,
+    col: usize,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let [table_area, about] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     const NAME: u16 = 20;
@@ -293,16 +372,16 @@ fn draw_flags(app: &App, frame: &mut Frame, area: Rect) {
     // Org columns that fit after the name, default and global columns,
     // scrolled so the cursor's column is visible.
     let fit = usize::from(table_area.width.saturating_sub(2 + NAME + 2 * COL) / COL).max(1);
-    let first_org = app.flag_col.saturating_sub(fit).min(page.orgs.len().saturating_sub(fit));
+    let first_org = col.saturating_sub(fit).min(page.orgs.len().saturating_sub(fit));
     let shown: Vec<usize> = (first_org..page.orgs.len()).take(fit).collect();
     let mut header = vec![Cell::from("FLAG"), Cell::from("DEFAULT"), Cell::from("GLOBAL")];
     header.extend(shown.iter().map(|&i| Cell::from(page.orgs[i].slug.to_string())));
     let rows = page.flags.iter().enumerate().map(|(r, state)| {
         let mut cells = vec![Cell::from(state.name), Cell::from(on_off(state.default)).dim()];
-        for col in std::iter::once(0).chain(shown.iter().map(|i| i + 1)) {
-            let Some(cell) = page.cell(r, col) else { continue };
+        for c in std::iter::once(0).chain(shown.iter().map(|i| i + 1)) {
+            let Some(cell) = page.cell(r, c) else { continue };
             let mut style = if cell.explicit { Style::new().bold() } else { Style::new().dim() };
-            if r == app.flag_row && col == app.flag_col {
+            if r == row && c == col {
                 style = style.reversed();
             }
             let text = if cell.explicit {
@@ -329,8 +408,8 @@ fn draw_flags(app: &App, frame: &mut Frame, area: Rect) {
             .block(Block::bordered().title(title)),
         table_area,
     );
-    let description = page.flags.get(app.flag_row).map_or("", |f| f.description);
-    let place = match app.flag_col {
+    let description = page.flags.get(row).map_or("", |f| f.description);
+    let place = match col {
         0 => "global value".to_owned(),
         col => page.orgs.get(col - 1).map_or(String::new(), |o| format!("override for {}", o.slug)),
     };
@@ -344,12 +423,12 @@ fn draw_flags(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
-fn on_off(value: bool) -> &'static str {
+pub(crate) fn on_off(value: bool) -> &'static str {
     if value { "on" } else { "off" }
 }
 
 /// Draws `table` with row `selected` highlighted (and scrolled into view).
-fn draw_selectable(frame: &mut Frame, area: Rect, table: Table, selected: usize) {
+pub(crate) fn draw_selectable(frame: &mut Frame, area: Rect, table: Table, selected: usize) {
     let table = table.row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(Some(selected));
     frame.render_stateful_widget(table, area, &mut state);

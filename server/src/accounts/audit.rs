@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::Actor;
 
 /// One audit event as listed.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -94,6 +94,45 @@ pub async fn list_org(
             Expr::tuple([Expr::col("occurred_at"), Expr::col("id")])
                 .lt(Expr::tuple([Expr::val(at), Expr::val(id)])),
         );
+    }
+    let (sql, values) = query.build_sqlx(PostgresQueryBuilder);
+    sqlx::query_as_with(sqlx::AssertSqlSafe(sql), values).persistent(false).fetch_all(pool).await
+}
+
+/// What to look for among audit events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSearch {
+    /// The actor contains this (any case).
+    pub actor: Option<String>,
+    /// The action starts with this (`job.` finds every job action).
+    pub action: Option<String>,
+}
+
+/// The newest events matching `search` (at most `limit`): an org's log
+/// when `schema` is given, the platform's otherwise.
+pub async fn search(
+    pool: &sqlx::PgPool,
+    schema: Option<&SchemaName>,
+    search: &AuditSearch,
+    limit: u64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let mut query = Query::select();
+    query
+        .columns(["id", "occurred_at", "actor", "action", "target", "details"])
+        .order_by("occurred_at", Order::Desc)
+        .order_by("id", Order::Desc)
+        .limit(limit);
+    match schema {
+        Some(schema) => query.from(schema.table("audit_events")),
+        None => query.from(("public", "audit_events")),
+    };
+    if let Some(actor) = search.actor.as_deref().filter(|a| !a.is_empty()) {
+        let pattern = format!("%{}%", super::users::like_escape(actor));
+        query.and_where(sea_query::extension::postgres::PgExpr::ilike(Expr::col("actor"), pattern));
+    }
+    if let Some(action) = search.action.as_deref().filter(|a| !a.is_empty()) {
+        let pattern = format!("{}%", super::users::like_escape(action));
+        query.and_where(Expr::col("action").like(pattern));
     }
     let (sql, values) = query.build_sqlx(PostgresQueryBuilder);
     sqlx::query_as_with(sqlx::AssertSqlSafe(sql), values).persistent(false).fetch_all(pool).await

@@ -21,7 +21,7 @@ pub struct Member {
 }
 
 /// One of a user's memberships.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Membership {
     #[schema(value_type = uuid::Uuid)]
     pub org_id: OrgId,
@@ -31,7 +31,7 @@ pub struct Membership {
 }
 
 /// An org API key as listed (never the secret).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,
@@ -194,8 +194,20 @@ impl Accounts {
         org: &Org,
         action: &str,
     ) -> Result<(), AccountsError> {
-        let mut tx = self.inner.pool.begin().await?;
         let details = serde_json::json!({ "slug": org.slug, "status": org.status.as_str() });
+        self.record_org_event(actor, org, action, details).await
+    }
+
+    /// Records a change of an org (`org.renamed`, a status change) in its
+    /// own audit log and the platform's.
+    pub async fn record_org_event(
+        &self,
+        actor: &Actor,
+        org: &Org,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
         let target = org.id.to_string();
         audit::record_org(&mut tx, &org.schema(), actor, action, Some(&target), details.clone())
             .await?;
@@ -389,6 +401,47 @@ impl Accounts {
         .fetch_all(&self.inner.pool)
         .await?;
         Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// API keys `user_id` created, in every org, newest first: `(org slug,
+    /// org id, key)`.
+    pub async fn api_keys_created_by(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Vec<(String, OrgId, ApiKey)>, AccountsError> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.name, k.role, k.prefix, k.created_at, k.expires_at, k.last_used_at, \
+             k.revoked_at, o.slug, o.id AS org_id FROM public.api_keys k \
+             JOIN public.orgs o ON o.id = k.org_id WHERE k.created_by = $1 ORDER BY k.id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("slug")?,
+                    OrgId::from_uuid(row.try_get("org_id")?),
+                    key_from_row(row)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(AccountsError::Database)
+    }
+
+    /// The number of members of each of `orgs`.
+    pub async fn member_counts(
+        &self,
+        orgs: &[OrgId],
+    ) -> Result<std::collections::HashMap<OrgId, i64>, AccountsError> {
+        let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT org_id, count(*) FROM public.memberships WHERE org_id = ANY($1) GROUP BY org_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, n)| (OrgId::from_uuid(id), n)).collect())
     }
 
     /// Revokes a key of `org` (a key of another org is "not found").

@@ -21,6 +21,21 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// A session as operators see it (never its token).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `text` for a `LIKE` pattern: its wildcards match themselves.
+pub(crate) fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// What a new user is made of. `password: None` makes a user who cannot
 /// sign in with a password (yet).
 #[derive(Debug)]
@@ -77,6 +92,65 @@ impl Accounts {
         )))
         .fetch_all(&self.inner.pool)
         .await?)
+    }
+
+    /// Users whose email or name contains `filter` (any case), by email;
+    /// at most `limit`.
+    pub async fn search_users(&self, filter: &str, limit: i64) -> Result<Vec<User>, AccountsError> {
+        let pattern = format!("%{}%", like_escape(filter.trim()));
+        Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM public.users WHERE email ILIKE $1 OR name ILIKE $1 \
+             ORDER BY email COLLATE \"C\" LIMIT $2"
+        )))
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?)
+    }
+
+    /// A user's sessions, newest first (at most `limit`; ended ones too).
+    pub async fn sessions_of(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<SessionInfo>, AccountsError> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at, expires_at, last_used_at, revoked_at FROM public.sessions \
+             WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?)
+    }
+
+    /// Ends one session of `user_id` (an operator's revoke); false when it
+    /// had already ended. Audited as `session.revoked`.
+    pub async fn revoke_session(
+        &self,
+        actor: &Actor,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<bool, AccountsError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE public.sessions SET revoked_at = now() \
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let target = session_id.to_string();
+        let details = serde_json::json!({ "user_id": user_id });
+        audit::record_platform(&mut tx, actor, "session.revoked", Some(&target), None, details)
+            .await?;
+        tx.commit().await?;
+        self.announce("session").await;
+        Ok(true)
     }
 
     /// Sets a new password and ends the user's sessions.

@@ -18,6 +18,7 @@
 //! jitter), and the last failed attempt to `dead`. `cancelled` is final;
 //! `dead` and `cancelled` jobs can be retried.
 
+pub mod browse;
 pub mod builtin;
 pub mod events;
 pub mod handler;

@@ -159,6 +159,9 @@ struct QueueState {
 struct Running {
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<StopReason>>>,
+    org: Option<OrgId>,
+    kind: String,
+    started_at: chrono::DateTime<Utc>,
 }
 
 /// Counters published with the heartbeat.
@@ -963,8 +966,16 @@ fn spawn_run(
     let Some(records) = Shared::lock(&shared.records).clone() else { return };
     let cancel = CancellationToken::new();
     let reason = Arc::new(Mutex::new(None));
-    Shared::lock(&shared.running)
-        .insert(job.job, Running { cancel: cancel.clone(), reason: reason.clone() });
+    Shared::lock(&shared.running).insert(
+        job.job,
+        Running {
+            cancel: cancel.clone(),
+            reason: reason.clone(),
+            org: job.org.as_ref().map(|o| o.id),
+            kind: job.kind.clone(),
+            started_at: Utc::now(),
+        },
+    );
     shared.in_flight.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
     runs.spawn(async move {
@@ -1509,8 +1520,15 @@ async fn beat(shared: &Shared) {
     let keys = shared.jobs.keys();
     let key = keys.worker(&shared.id);
     let now = Utc::now();
-    let running: Vec<String> =
-        Shared::lock(&shared.running).keys().take(100).map(Uuid::to_string).collect();
+    let (running, jobs): (Vec<String>, Vec<String>) = Shared::lock(&shared.running)
+        .iter()
+        .take(100)
+        .map(|(id, run)| {
+            let org = run.org.map_or_else(|| "-".to_owned(), |o| o.to_string());
+            let started = run.started_at.timestamp_millis();
+            (id.to_string(), format!("{org} {id} {started} {}", run.kind))
+        })
+        .unzip();
     let queues: Vec<String> =
         shared.queues.iter().map(|q| format!("{}:{}", q.queue.name(), q.weight)).collect();
     let fields: Vec<(&str, String)> = vec![
@@ -1526,6 +1544,8 @@ async fn beat(shared: &Shared) {
         ("last_beat", now.to_rfc3339()),
         ("state", if shared.stopping.is_cancelled() { "stopping" } else { "running" }.to_owned()),
         ("running", running.join(",")),
+        // `org job started_ms kind` per line (org `-` for platform jobs).
+        ("jobs", jobs.join("\n")),
     ];
     let pipeline = shared.jobs.redis().pipeline();
     let _: Result<(), _> = pipeline.hset(&key, fields).await;
@@ -1677,6 +1697,37 @@ pub struct WorkerInfo {
     pub stale: bool,
     /// Jobs it runs now (up to 100).
     pub running: Vec<Uuid>,
+    /// The same jobs with their org, kind and start time.
+    #[serde(skip)]
+    pub running_jobs: Vec<RunningJob>,
+}
+
+/// A job a worker runs now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    pub id: Uuid,
+    /// `None` for a platform job.
+    pub org: Option<OrgId>,
+    pub kind: String,
+    pub started_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl RunningJob {
+    /// One line of a heartbeat's `jobs` field.
+    fn parse(line: &str) -> Option<RunningJob> {
+        let mut parts = line.splitn(4, ' ');
+        let org = match parts.next()? {
+            "-" => None,
+            org => Some(OrgId::from_uuid(org.parse().ok()?)),
+        };
+        let id = parts.next()?.parse().ok()?;
+        let started_at = parts
+            .next()?
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::<Utc>::from_timestamp_millis);
+        Some(RunningJob { id, org, kind: parts.next()?.to_owned(), started_at })
+    }
 }
 
 /// Every worker that beat in the last five minutes, newest first; older
@@ -1721,6 +1772,7 @@ pub async fn list_workers(jobs: &Jobs) -> Result<Vec<WorkerInfo>, super::JobsErr
             last_beat,
             state: get("state"),
             running: get("running").split(',').filter_map(|j| j.parse().ok()).collect(),
+            running_jobs: get("jobs").lines().filter_map(RunningJob::parse).collect(),
             id,
         });
     }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cli;
+mod console;
 mod dev;
 mod flags;
 mod http;
