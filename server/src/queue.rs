@@ -151,6 +151,9 @@ pub struct QueueStats {
     pub oldest_age_secs: f64,
     /// Workers do not fetch from a paused queue.
     pub paused: bool,
+    /// Entries acknowledged (finished) since the queue was created: the
+    /// difference between two readings is its throughput.
+    pub done: u64,
 }
 
 /// The keys of one queue (all with the queue's hash tag).
@@ -161,6 +164,7 @@ pub struct QueueKeys {
     pub index: String,
     pub dead: String,
     pub paused: String,
+    pub done: String,
 }
 
 impl QueueKeys {
@@ -171,6 +175,7 @@ impl QueueKeys {
             index: keys.queue_index(name.as_str()),
             dead: keys.queue_dead(name.as_str()),
             paused: keys.queue_paused(name.as_str()),
+            done: keys.queue_done(name.as_str()),
         }
     }
 }
@@ -299,6 +304,7 @@ impl Queue {
         let _: () = pipeline.zcard(&self.keys.dead).await?;
         let _: () = pipeline.exists(&self.keys.paused).await?;
         let _: () = pipeline.xinfo_groups(&self.key).await?;
+        let _: () = pipeline.get(&self.keys.done).await?;
         let replies: Vec<Value> = pipeline.all().await?;
         let number = |i: usize| replies.get(i).and_then(Value::as_u64).unwrap_or(0);
         let length = number(0);
@@ -321,6 +327,7 @@ impl Queue {
             dead: number(3),
             oldest_age_secs,
             paused: number(4) > 0,
+            done: replies.get(6).and_then(Value::as_u64).unwrap_or(0),
         })
     }
 
@@ -426,6 +433,7 @@ impl Queue {
         let pipeline = self.redis.pipeline();
         let _: () = pipeline.xack(&self.key, GROUP, ids.to_vec()).await?;
         let _: () = pipeline.xdel(&self.key, ids.to_vec()).await?;
+        let _: () = pipeline.incr_by(&self.keys.done, ids.len() as i64).await?;
         let _: Vec<Value> = pipeline.all().await?;
         Ok(())
     }

@@ -63,6 +63,12 @@ impl RedisKeys {
         format!("{}:queue:{{{}}}:paused", self.prefix, name)
     }
 
+    /// Entries of a queue acknowledged since it was created (a counter:
+    /// the console's throughput per queue).
+    pub fn queue_done(&self, name: &str) -> String {
+        format!("{}:queue:{{{}}}:done", self.prefix, name)
+    }
+
     /// The set of every queue name ever used.
     pub fn queues(&self) -> String {
         format!("{}:queues", self.prefix)

@@ -474,6 +474,10 @@ pub struct App {
     pub snapshot: Option<Snapshot>,
     /// Jobs finished per second over the last [`HISTORY`] seconds.
     pub throughput: VecDeque<u64>,
+    /// Entries finished per second by queue, between the last two snapshots.
+    pub queue_rates: HashMap<String, f64>,
+    /// Jobs processed and failed per second by worker, likewise.
+    pub worker_rates: HashMap<String, (f64, f64)>,
     /// The selected row of each view's table.
     pub queue_row: usize,
     pub worker_row: usize,
@@ -694,6 +698,8 @@ impl App {
             view: View::Dashboard,
             snapshot: None,
             throughput: VecDeque::with_capacity(HISTORY),
+            queue_rates: HashMap::new(),
+            worker_rates: HashMap::new(),
             queue_row: 0,
             worker_row: 0,
             org_row: 0,
@@ -1135,6 +1141,27 @@ fn record_throughput(app: &mut App, next: &Snapshot) {
     let (before, _) = previous.processed();
     let (after, _) = next.processed();
     let rate = (after.saturating_sub(before) as f64 / secs).round() as u64;
+    let per_sec = |before: u64, after: u64| after.saturating_sub(before) as f64 / secs;
+    app.queue_rates = next
+        .queues
+        .iter()
+        .filter_map(|q| {
+            let old = previous.queues.iter().find(|p| p.name == q.name)?;
+            Some((q.name.to_string(), per_sec(old.done, q.done)))
+        })
+        .collect();
+    app.worker_rates = next
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let old = previous.workers.iter().find(|p| p.id == w.id)?;
+            Some((
+                w.id.clone(),
+                (per_sec(old.processed, w.processed), per_sec(old.failed, w.failed)),
+            ))
+        })
+        .collect();
+
     if app.throughput.len() == HISTORY {
         app.throughput.pop_front();
     }

@@ -47,6 +47,7 @@ fn queue(name: &str, depth: u64, dead: u64, paused: bool) -> QueueStats {
         dead,
         oldest_age_secs: if depth > 0 { 12.5 } else { 0.0 },
         paused,
+        done: 0,
     }
 }
 
@@ -60,7 +61,10 @@ pub(crate) fn snapshot(second: u32, processed: u64) -> Snapshot {
         ],
         users: 100_000,
         active_users: 99_120,
-        queues: vec![queue("default", 1_200, 0, false), queue("emails", 0, 7, true)],
+        queues: vec![
+            QueueStats { done: processed, ..queue("default", 1_200, 0, false) },
+            queue("emails", 0, 7, true),
+        ],
         workers: vec![
             worker("vm:4242:1a2b3c4d", processed, false),
             worker("vm:777:9f8e7d6c", 10, true),
@@ -334,6 +338,10 @@ fn a_failed_refresh_keeps_the_data_and_shows_why() {
 fn throughput_is_jobs_finished_per_second_between_snapshots() {
     let mut app = app_with_data();
     assert_eq!(app.throughput.iter().copied().collect::<Vec<_>>(), vec![450]);
+    // The same per queue (entries acknowledged) and per worker.
+    assert_eq!(app.queue_rates.get("default"), Some(&450.0));
+    assert_eq!(app.queue_rates.get("emails"), Some(&0.0));
+    assert_eq!(app.worker_rates.get("vm:4242:1a2b3c4d"), Some(&(450.0, 0.0)));
     // A worker restarted: its counter fell. Counted as zero, not negative.
     loaded(&mut app, snapshot(3, 100));
     assert_eq!(app.throughput.back(), Some(&0));

@@ -226,6 +226,20 @@ fn health_line(name: &str, state: &Result<f64, String>) -> Line<'static> {
     }
 }
 
+/// A rate per second, or `-` before two snapshots.
+fn rate(per_sec: Option<f64>) -> String {
+    match per_sec {
+        None => "-".to_owned(),
+        Some(r) if r >= 100.0 => format!("{r:.0}"),
+        Some(r) => format!("{r:.1}"),
+    }
+}
+
+/// A counter, and on wide terminals its rate.
+fn counted(total: u64, per_sec: Option<f64>, wide: bool) -> String {
+    if wide { format!("{total} ({}/s)", rate(per_sec)) } else { total.to_string() }
+}
+
 pub(crate) fn age(secs: f64) -> String {
     match secs {
         s if s <= 0.0 => "-".to_owned(),
@@ -440,7 +454,8 @@ fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
     }
     let Some(s) = &app.snapshot else { return };
     let header =
-        Row::new(["QUEUE", "DEPTH", "IN FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "STATE"]).bold();
+        Row::new(["QUEUE", "DEPTH", "IN FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "DONE/S", "STATE"])
+            .bold();
     let rows = s.queues.iter().map(|q| {
         Row::new([
             Cell::from(q.name.to_string()),
@@ -453,7 +468,12 @@ fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
                 Style::new()
             }),
             Cell::from(age(q.oldest_age_secs)),
-            Cell::from(if q.paused { "paused" } else { "active" }),
+            Cell::from(rate(app.queue_rates.get(q.name.as_str()).copied())),
+            Cell::from(if q.paused { "paused" } else { "active" }).style(if q.paused {
+                Style::new().yellow()
+            } else {
+                Style::new()
+            }),
         ])
     });
     let widths = [
@@ -462,6 +482,7 @@ fn draw_queues(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Length(9),
         Constraint::Length(9),
         Constraint::Length(6),
+        Constraint::Length(7),
         Constraint::Length(7),
         Constraint::Length(7),
     ];
@@ -482,13 +503,14 @@ fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
         header.extend(["HOST", "PID", "STATE"]);
     }
     let rows = s.workers.iter().map(|w| {
+        let rates = app.worker_rates.get(&w.id).copied();
         let mut cells = vec![
             Cell::from(w.id.clone()),
             Cell::from(w.queues.join(",")),
             Cell::from(w.concurrency.to_string()),
             Cell::from(w.in_flight.to_string()),
-            Cell::from(w.processed.to_string()),
-            Cell::from(w.failed.to_string()),
+            Cell::from(counted(w.processed, rates.map(|r| r.0), wide)),
+            Cell::from(counted(w.failed, rates.map(|r| r.1), wide)),
             Cell::from(ago(s.taken_at, w.started_at)),
             Cell::from(ago(s.taken_at, w.last_beat)),
         ];
@@ -507,8 +529,8 @@ fn draw_workers(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Min(10),
         Constraint::Length(5),
         Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(7),
+        Constraint::Length(if wide { 16 } else { 8 }),
+        Constraint::Length(if wide { 14 } else { 7 }),
         Constraint::Length(6),
         Constraint::Length(5),
     ];
