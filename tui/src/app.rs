@@ -521,6 +521,23 @@ pub struct App {
     pub quit: bool,
 }
 
+/// What other processes changed (announced on Redis pub/sub).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub orgs: bool,
+    pub users: bool,
+    pub flags: bool,
+    pub workers: bool,
+    /// Some job's status, in some org.
+    pub jobs: bool,
+}
+
+impl Changes {
+    pub fn all() -> Changes {
+        Changes { orgs: true, users: true, flags: true, workers: true, jobs: true }
+    }
+}
+
 /// What can happen to the console.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -552,6 +569,8 @@ pub enum Message {
     AuditLoaded(Result<AuditPage, String>),
     /// An action finished: what it did, or why it failed.
     Done(Result<String, String>),
+    /// Other processes changed something: refresh what it touches.
+    Changed(Changes),
 }
 
 /// I/O that [`update`] asks for.
@@ -1100,6 +1119,41 @@ pub fn update(app: &mut App, message: Message) -> Option<Command> {
             None
         }
         Message::Key(key) => on_key(app, key),
+        Message::Changed(changes) => on_changes(app, changes),
+    }
+}
+
+/// Refreshes the figures, and the page on screen when the change touches
+/// it (not under an open form or question, which a reload would not
+/// disturb anyway, but the operator is reading).
+fn on_changes(app: &mut App, changes: Changes) -> Option<Command> {
+    let mut commands: Vec<Command> = app.refresh().into_iter().collect();
+    let touched = match (app.details.last(), app.view) {
+        (Some(Detail::Members(_)), _) => changes.users || changes.orgs,
+        (Some(Detail::OrgFlags { .. }), _) => changes.flags,
+        (Some(Detail::User(_)), _) => changes.users,
+        (Some(Detail::Queue(_)), _) => changes.jobs,
+        // The job detail follows its job every second; the worker's jobs
+        // come with the figures.
+        (Some(Detail::Job(_) | Detail::Worker { .. }), _) => false,
+        (None, View::Orgs) => changes.orgs,
+        (None, View::Users) => changes.users,
+        (None, View::Flags) => changes.flags || changes.orgs,
+        (None, View::Jobs) => changes.jobs,
+        (None, View::Schedules | View::Audit | View::Dashboard | View::Queues | View::Workers) => {
+            false
+        }
+    };
+    if touched
+        && let Some(reload) = app.reload()
+        && !commands.contains(&reload)
+    {
+        commands.push(reload);
+    }
+    match commands.len() {
+        0 => None,
+        1 => commands.pop(),
+        _ => Some(Command::Batch(commands)),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod app;
 pub mod details;
 pub mod effects;
 pub mod form;
+pub mod live;
 pub mod ui;
 
 use std::process::ExitCode;
@@ -90,6 +91,7 @@ async fn event_loop(
     let spawn = |command: Command| {
         tokio::spawn(effects::run(command, state.clone(), operator.clone(), tx.clone()));
     };
+    tokio::spawn(live::listen(state.clone(), tx.clone()));
     if let Some(command) = app.refresh() {
         spawn(command);
     }

@@ -655,3 +655,31 @@ fn ctrl_c_quits_even_inside_a_form() {
     update(&mut app, Message::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(app.quit);
 }
+
+#[test]
+fn changes_elsewhere_refresh_the_figures_and_the_page_they_touch() {
+    use crate::app::Changes;
+    let mut app = crate::tests::app_with_flags();
+    let flags = Changes { flags: true, ..Changes::default() };
+    let Some(Command::Batch(commands)) = update(&mut app, Message::Changed(flags)) else {
+        panic!("a flag change refreshes the matrix and the figures")
+    };
+    assert!(matches!(commands[0], Command::Refresh { .. }));
+    assert_eq!(commands[1], Command::LoadFlags);
+    // While a refresh runs, only the page is read again.
+    assert_eq!(update(&mut app, Message::Changed(flags)), Some(Command::LoadFlags));
+    // A job event does not touch the flags.
+    let jobs = Changes { jobs: true, ..Changes::default() };
+    assert_eq!(update(&mut app, Message::Changed(jobs)), None);
+
+    let mut app = app_with_queue_jobs();
+    let Some(Command::Batch(commands)) = update(&mut app, Message::Changed(jobs)) else {
+        panic!("job events refresh the queue's jobs")
+    };
+    assert!(commands.contains(&Command::LoadQueueJobs {
+        queue: "default".into(),
+        section: Section::Dead,
+        org: String::new(),
+        kind: String::new(),
+    }));
+}

@@ -455,3 +455,52 @@ async fn schedules_and_audit_from_the_console() {
     };
     assert!(page.events.iter().all(|e| e.action.starts_with("org.")));
 }
+
+#[tokio::test]
+async fn the_console_hears_of_changes_made_elsewhere() {
+    let ctx = TestContext::new().await;
+    let (state, _ops) = console(&ctx).await;
+    let acme = ctx.org("acme").await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let listener = tokio::spawn(admin_tui::live::listen(state.clone(), tx));
+    // Subscribed once a change is heard: keep changing until then.
+    let flipper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let _ = state.flags.set(&Actor::System, "webhooks", None, i % 2 == 0).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), heard(&mut rx, |c| c.flags)).await;
+    assert_eq!(got, Ok(true), "a flag change was not heard");
+    flipper.abort();
+    let jobs = ctx.jobs();
+    let enqueuer = tokio::spawn(async move {
+        for _ in 0..50 {
+            let _ = jobs
+                .enqueue(&acme, &Actor::System, NewJob::new("noop", serde_json::json!({})))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let got = tokio::time::timeout(Duration::from_secs(10), heard(&mut rx, |c| c.jobs)).await;
+    assert_eq!(got, Ok(true), "a job event was not heard");
+    enqueuer.abort();
+    listener.abort();
+}
+
+/// Waits for a [`Message::Changed`] that `want` accepts.
+async fn heard(
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    want: fn(&admin_tui::app::Changes) -> bool,
+) -> bool {
+    loop {
+        match rx.recv().await {
+            Some(Message::Changed(changes)) if want(&changes) => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+}
