@@ -358,3 +358,72 @@ async fn an_operator_retries_a_dead_job_and_it_runs() {
     let job = jobs.get(&org, id).await.expect("job");
     assert_eq!(job.attempts, 1, "a retried dead job gets a fresh set of attempts");
 }
+
+#[tokio::test]
+async fn an_operator_creates_a_user_and_deletes_an_org_by_typing_its_slug() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    ctx.org("acme").await;
+    let app = ctx.spawn_app().await;
+
+    let console = Console::start(&ctx, "ops@example.com");
+    console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("1 active")).await;
+    console.keys(&[":", "users", "Enter"]);
+    console.wait_for("the users", Duration::from_secs(10), |s| s.contains("ops@example.com")).await;
+    // A new user from the form; the password is never shown.
+    console.keys(&["n"]);
+    console.wait_for("the form", Duration::from_secs(10), |s| s.contains("create a user")).await;
+    console.keys(&["-l", "carol@example.com"]);
+    console.keys(&["Tab"]);
+    console.keys(&["-l", "Carol"]);
+    console.keys(&["Tab"]);
+    console.keys(&["-l", "carols long password"]);
+    console.keys(&["Tab"]);
+    console.keys(&["-l", "carols long password"]);
+    console
+        .wait_for("the masked password", Duration::from_secs(10), |s| {
+            s.contains("••••••••••") && !s.contains("carols long")
+        })
+        .await;
+    console.keys(&["Enter"]);
+    console
+        .wait_for("the new user", Duration::from_secs(10), |s| {
+            s.contains("created user carol@example.com") && s.contains("carol@example.com")
+        })
+        .await;
+    app.login("carol@example.com", "carols long password").await;
+
+    // Soft-delete acme: only its slug typed back does it.
+    console.keys(&[":", "orgs", "Enter"]);
+    console.wait_for("acme", Duration::from_secs(10), |s| s.contains("orgs (1")).await;
+    console.keys(&["D"]);
+    console
+        .wait_for("the question", Duration::from_secs(10), |s| s.contains("soft-delete acme"))
+        .await;
+    console.keys(&["-l", "acm"]);
+    console.keys(&["Enter"]);
+    console
+        .wait_for("the refusal", Duration::from_secs(10), |s| s.contains("type \"acme\" exactly"))
+        .await;
+    console.keys(&["-l", "e"]);
+    console.keys(&["Enter"]);
+    console
+        .wait_for("acme deleted", Duration::from_secs(10), |s| {
+            s.contains("org 'acme' deleted") && s.contains("deleted")
+        })
+        .await;
+    let status: String = sqlx::query_scalar("SELECT status FROM public.orgs WHERE slug = 'acme'")
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("acme");
+    assert_eq!(status, "deleted");
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM public.audit_events WHERE action = 'org.deleted' \
+         OR (action = 'user.created' AND details->>'email' = 'carol@example.com') \
+         ORDER BY occurred_at",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .expect("audit");
+    assert_eq!(actors, ["user:ops@example.com", "user:ops@example.com"]);
+}
