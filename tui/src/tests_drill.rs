@@ -683,3 +683,14 @@ fn changes_elsewhere_refresh_the_figures_and_the_page_they_touch() {
         kind: String::new(),
     }));
 }
+
+#[test]
+fn docs_console_md_lists_every_key_of_every_view() {
+    let docs = include_str!("../../docs/console.md");
+    for view in View::ALL {
+        for (key, what) in view.keys() {
+            let row = format!("| `{key}` | {what} |");
+            assert!(docs.contains(&row), "docs/console.md lacks {row} ({} view)", view.name());
+        }
+    }
+}
