@@ -58,6 +58,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `MAX_BODY_BYTES`: largest accepted request body.
     pub max_body_bytes: usize,
+    /// `ASSETS_FOLDER`: a built single-page app served at `/` (its
+    /// `index.html` for every other path outside the API); unset, `/` is
+    /// not served.
+    pub assets_folder: Option<std::path::PathBuf>,
     /// `SESSION_TTL_HOURS`: how long a session token stays valid.
     pub session_ttl: Duration,
     /// `DEFAULT_ADMIN_EMAIL`: platform admin created at start when none
@@ -237,6 +241,20 @@ impl Config {
                 3600,
             )?),
             max_body_bytes: parse_int::<usize>(&get, "MAX_BODY_BYTES", 1 << 20, 1024, 1 << 34)?,
+            assets_folder: match get("ASSETS_FOLDER").filter(|f| !f.trim().is_empty()) {
+                None => None,
+                Some(folder) => {
+                    let path = std::path::PathBuf::from(folder.trim());
+                    if !path.join("index.html").is_file() {
+                        return Err(ConfigError::new(
+                            "ASSETS_FOLDER",
+                            Some(&folder),
+                            "expected a folder holding a built app's index.html",
+                        ));
+                    }
+                    Some(path)
+                }
+            },
             session_ttl: Duration::from_secs(
                 3600 * parse_int::<u64>(&get, "SESSION_TTL_HOURS", 336, 1, 24 * 366)?,
             ),

@@ -5,6 +5,7 @@
 //! matched route and request id, request metrics, the body-size limit, and a
 //! mapper that turns bare error responses into problem+json.
 
+mod assets;
 mod auth;
 pub mod extract;
 mod flags;
@@ -130,18 +131,23 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
     config: &Config,
 ) -> Router<S> {
-    routes
-        .fallback(|| async {
+    let routes = match config.assets_folder.clone() {
+        // The built frontend answers what no route does (never `/api/...`).
+        Some(folder) => routes.fallback(move |request: axum::extract::Request| {
+            assets::serve(folder.clone(), request)
+        }),
+        None => routes.fallback(|| async {
             crate::error::ApiError::not_found("not_found", "No resource at this path.")
-        })
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn(middleware::observe))
-                .layer(axum::middleware::map_response(crate::error::problemize))
-                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
-        )
+        }),
+    };
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn(middleware::observe))
+            .layer(axum::middleware::map_response(crate::error::problemize))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+    )
 }
 
 /// The metrics router, served on `METRICS_ADDR`.

@@ -2,6 +2,7 @@
 //! `orgstack_tests`). One binary, tests in parallel, a database each.
 
 mod accounts;
+mod assets;
 mod cli;
 mod console;
 mod dev;
