@@ -299,6 +299,7 @@ impl Config {
                     86_400,
                 )?),
                 retention_days: parse_int(&get, "JOB_RETENTION_DAYS", 14, 1, 3650)?,
+                org_retention_days: parse_int(&get, "ORG_RETENTION_DAYS", 30, 1, 3650)?,
             },
             worker_concurrency: parse_int(&get, "WORKER_CONCURRENCY", 10, 1, 10_000)?,
             worker_queues: match get("WORKER_QUEUES") {

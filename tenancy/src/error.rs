@@ -21,6 +21,8 @@ pub enum TenancyError {
         #[source]
         source: Box<refinery::Error>,
     },
+    #[error("{0:?} is not a plain table name")]
+    InvalidTable(String),
     #[error("invalid migration lineage: {0}")]
     Lineage(String),
     #[error("database error: {0}")]

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::error::TenancyError;
+
 use sea_query::{DynIden, TableName};
 use uuid::Uuid;
 
@@ -92,6 +94,20 @@ impl SchemaName {
     /// `"org_…".table` for hand-written SQL.
     pub fn qualify(&self, table: &'static str) -> String {
         format!("\"{}\".\"{}\"", self.0, table)
+    }
+
+    /// Like [`SchemaName::qualify`], for a table name read at run time (one
+    /// listed from the catalog, or from an archive): refused unless it is a
+    /// plain lowercase identifier.
+    pub fn qualify_checked(&self, table: &str) -> Result<String, TenancyError> {
+        let plain = !table.is_empty()
+            && table.len() <= 63
+            && table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(TenancyError::InvalidTable(table.to_owned()));
+        }
+        Ok(format!("\"{}\".\"{}\"", self.0, table))
     }
 }
 

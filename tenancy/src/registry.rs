@@ -208,6 +208,19 @@ impl OrgRegistry {
         Ok(row.map(|row| org_from_row(&row)).transpose()?)
     }
 
+    /// Soft-deleted orgs deleted before `cutoff`, oldest deletion first.
+    pub async fn deleted_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Org>, TenancyError> {
+        let sql = format!(
+            "SELECT {ORG_COLUMNS} FROM public.orgs WHERE status = 'deleted' AND deleted_at < $1 \
+             ORDER BY deleted_at"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(cutoff).fetch_all(&self.inner.pool).await?;
+        Ok(rows.iter().map(org_from_row).collect::<Result<_, _>>()?)
+    }
+
     /// Every org, oldest first (not cached).
     pub async fn list(&self) -> Result<Vec<Org>, TenancyError> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM public.orgs ORDER BY created_at, id");

@@ -153,6 +153,26 @@ pub enum OrgCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Write an org's data (every table of its schema, read in one
+    /// snapshot, and its members) to one archive (.tar.gz).
+    Export {
+        slug: Slug,
+        /// The archive to write (replaced if it exists).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Load an archive from `org export` into a new org (all of it or,
+    /// on any problem, nothing).
+    Import {
+        /// The archive.
+        file: std::path::PathBuf,
+        /// The new org's slug.
+        #[arg(long)]
+        slug: Slug,
+        /// Its name (default: the exported org's).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 /// The whole program: parse the command line (exit 2 on bad usage), load
@@ -764,6 +784,38 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
                     out,
                     "dry run: would soft-delete org '{}' ({}, {}); rerun with --yes to do it",
                     org.slug, org.name, org.status
+                )?;
+            }
+        }
+        OrgCommand::Export { slug, out: file } => {
+            let manifest = crate::orgio::export(&state, &slug, &file).await?;
+            let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
+            writeln!(
+                out,
+                "exported org '{slug}' to {}: {} tables, {rows} rows, {} members (org lineage version {})",
+                file.display(),
+                manifest.tables.len(),
+                manifest.members.len(),
+                manifest.org_version
+            )?;
+        }
+        OrgCommand::Import { file, slug, name } => {
+            let report =
+                crate::orgio::import(&state, &Actor::Cli, &file, &slug, name.as_deref()).await?;
+            writeln!(
+                out,
+                "imported {} into org '{}' ({}): {} rows, {} members added",
+                file.display(),
+                report.org.slug,
+                report.org.name,
+                report.rows,
+                report.members_added
+            )?;
+            if !report.members_missing.is_empty() {
+                writeln!(
+                    out,
+                    "not added (no such user here): {}",
+                    report.members_missing.join(", ")
                 )?;
             }
         }

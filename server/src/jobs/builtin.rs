@@ -151,3 +151,61 @@ impl Handler for PruneJobs {
         .boxed()
     }
 }
+
+/// Purges soft-deleted orgs once `ORG_RETENTION_DAYS` have passed since
+/// their deletion: schema, row and Redis keys, each recorded in the
+/// platform audit log (actor `system`). Fired daily by the scheduler.
+#[derive(Debug)]
+pub struct PurgeDeletedOrgs;
+
+impl Handler for PurgeDeletedOrgs {
+    fn kind(&self) -> &'static str {
+        "maintenance.purge_deleted_orgs"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        3
+    }
+
+    fn timeout(&self, _payload: &Value) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, JobResult> {
+        async move {
+            let days = ctx.jobs.config().org_retention_days;
+            let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+            let due = ctx.jobs.orgs().deleted_before(cutoff).await.map_err(anyhow::Error::from)?;
+            let mut purged = Vec::new();
+            for org in due {
+                if ctx.is_cancelled() {
+                    break;
+                }
+                let report =
+                    ctx.jobs.orgs().purge(&org.slug, false).await.map_err(anyhow::Error::from)?;
+                let mut conn = ctx.jobs.pool().acquire().await.map_err(anyhow::Error::from)?;
+                let details = serde_json::json!({
+                    "slug": org.slug,
+                    "reason": "retention",
+                    "deleted_at": org.deleted_at,
+                    "retention_days": days,
+                    "tables": report.tables,
+                });
+                crate::accounts::audit::record_platform(
+                    &mut conn,
+                    &crate::accounts::Actor::System,
+                    "org.purged",
+                    Some(&org.id.to_string()),
+                    None,
+                    details,
+                )
+                .await
+                .map_err(anyhow::Error::from)?;
+                ctx.log.info(format!("purged org {} (deleted {:?})", org.slug, org.deleted_at));
+                purged.push(org.slug.to_string());
+            }
+            Ok(json!({ "purged": purged, "retention_days": days }))
+        }
+        .boxed()
+    }
+}

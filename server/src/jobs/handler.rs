@@ -249,6 +249,7 @@ impl Registry {
         registry.register(super::builtin::Noop);
         registry.register(super::builtin::Sleep);
         registry.register(super::builtin::PruneJobs);
+        registry.register(super::builtin::PurgeDeletedOrgs);
         registry
     }
 

@@ -232,6 +232,9 @@ pub struct JobsConfig {
     pub sweep_interval: Duration,
     /// Finished jobs older than this are pruned (`JOB_RETENTION_DAYS`).
     pub retention_days: u32,
+    /// Soft-deleted orgs are purged this long after their deletion
+    /// (`ORG_RETENTION_DAYS`).
+    pub org_retention_days: u32,
 }
 
 impl Default for JobsConfig {
@@ -242,6 +245,7 @@ impl Default for JobsConfig {
             retry_max: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(300),
             retention_days: 14,
+            org_retention_days: 30,
         }
     }
 }

@@ -74,12 +74,20 @@ pub struct GlobalSchedule {
 
 /// The global schedules.
 pub fn global_schedules() -> Vec<GlobalSchedule> {
-    vec![GlobalSchedule {
-        name: "maintenance.prune_jobs",
-        cron: "17 3 * * *",
-        kind: "maintenance.prune_jobs",
-        payload: Value::Null,
-    }]
+    vec![
+        GlobalSchedule {
+            name: "maintenance.prune_jobs",
+            cron: "17 3 * * *",
+            kind: "maintenance.prune_jobs",
+            payload: Value::Null,
+        },
+        GlobalSchedule {
+            name: "maintenance.purge_deleted_orgs",
+            cron: "43 3 * * *",
+            kind: "maintenance.purge_deleted_orgs",
+            payload: Value::Null,
+        },
+    ]
 }
 
 /// How a scheduler runs.

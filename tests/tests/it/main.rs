@@ -14,6 +14,7 @@ mod locks;
 mod migrate;
 mod onboarding;
 mod openapi;
+mod orgio;
 mod provisioning;
 mod queue;
 mod schedules;
