@@ -185,14 +185,6 @@ pub struct Snapshot {
     pub slugs: HashMap<OrgId, String>,
 }
 
-impl Snapshot {
-    /// Jobs processed and failed over all live workers (counters since each
-    /// worker started).
-    fn processed(&self) -> (u64, u64) {
-        self.workers.iter().fold((0, 0), |(p, f), w| (p + w.processed, f + w.failed))
-    }
-}
-
 /// The orgs matching a filter, with the org lineage's newest version (an
 /// org below it is a laggard).
 #[derive(Debug, Clone, PartialEq)]
@@ -478,6 +470,8 @@ pub struct App {
     pub queue_rates: HashMap<String, f64>,
     /// Jobs processed and failed per second by worker, likewise.
     pub worker_rates: HashMap<String, (f64, f64)>,
+    /// The counters of the last few seconds, one sample a second.
+    pub samples: VecDeque<Sample>,
     /// The selected row of each view's table.
     pub queue_row: usize,
     pub worker_row: usize,
@@ -719,6 +713,7 @@ impl App {
             throughput: VecDeque::with_capacity(HISTORY),
             queue_rates: HashMap::new(),
             worker_rates: HashMap::new(),
+            samples: VecDeque::new(),
             queue_row: 0,
             worker_row: 0,
             org_row: 0,
@@ -1184,42 +1179,91 @@ fn replace_detail(app: &mut App, detail: Detail, same: impl Fn(&Detail) -> bool)
     }
 }
 
-/// Adds the jobs finished since the previous snapshot to the history. A
-/// worker that left (or restarted) makes the sum fall: counted as zero.
+/// The counters of one snapshot that rates are computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    /// Entries finished by each queue (acknowledged: counted at once).
+    pub done: HashMap<String, u64>,
+    /// Processed and failed of each worker (published with its heartbeat,
+    /// every two seconds).
+    pub workers: HashMap<String, (u64, u64)>,
+}
+
+impl Sample {
+    fn of(snapshot: &Snapshot) -> Sample {
+        Sample {
+            at: snapshot.taken_at,
+            done: snapshot.queues.iter().map(|q| (q.name.to_string(), q.done)).collect(),
+            workers: snapshot
+                .workers
+                .iter()
+                .map(|w| (w.id.clone(), (w.processed, w.failed)))
+                .collect(),
+        }
+    }
+}
+
+/// Worker rates span at least this long: their counters move only with
+/// heartbeats, so a shorter span would alternate between 0 and twice the
+/// rate.
+const WORKER_RATE_SPAN_SECS: i64 = 5;
+
+/// Samples the counters at most once a second (a change announced between
+/// ticks refreshes the figures but does not make a new sample) and derives
+/// the rates: jobs finished per second for the chart and each queue, from
+/// the queues' counters, and each worker's over a few heartbeats. A counter
+/// that fell (a restarted worker) counts as zero.
 fn record_throughput(app: &mut App, next: &Snapshot) {
-    let Some(previous) = &app.snapshot else { return };
-    let secs = (next.taken_at - previous.taken_at).num_milliseconds() as f64 / 1000.0;
-    if secs <= 0.0 {
+    let sample = Sample::of(next);
+    let Some(previous) = app.samples.back() else {
+        app.samples.push_back(sample);
+        return;
+    };
+    let secs = (sample.at - previous.at).num_milliseconds() as f64 / 1000.0;
+    if secs < 0.95 {
         return;
     }
-    let (before, _) = previous.processed();
-    let (after, _) = next.processed();
-    let rate = (after.saturating_sub(before) as f64 / secs).round() as u64;
-    let per_sec = |before: u64, after: u64| after.saturating_sub(before) as f64 / secs;
-    app.queue_rates = next
-        .queues
+    let per_sec = |before: u64, after: u64, secs: f64| after.saturating_sub(before) as f64 / secs;
+    app.queue_rates = sample
+        .done
         .iter()
-        .filter_map(|q| {
-            let old = previous.queues.iter().find(|p| p.name == q.name)?;
-            Some((q.name.to_string(), per_sec(old.done, q.done)))
+        .filter_map(|(name, done)| {
+            let before = previous.done.get(name)?;
+            Some((name.clone(), per_sec(*before, *done, secs)))
         })
         .collect();
-    app.worker_rates = next
-        .workers
+    let finished: u64 = sample
+        .done
         .iter()
-        .filter_map(|w| {
-            let old = previous.workers.iter().find(|p| p.id == w.id)?;
-            Some((
-                w.id.clone(),
-                (per_sec(old.processed, w.processed), per_sec(old.failed, w.failed)),
-            ))
-        })
-        .collect();
-
+        .map(|(name, done)| previous.done.get(name).map_or(0, |b| done.saturating_sub(*b)))
+        .sum();
     if app.throughput.len() == HISTORY {
         app.throughput.pop_front();
     }
-    app.throughput.push_back(rate);
+    app.throughput.push_back((finished as f64 / secs).round() as u64);
+    // The oldest sample within a few heartbeats' span.
+    let base = app
+        .samples
+        .iter()
+        .rev()
+        .find(|s| (sample.at - s.at).num_seconds() >= WORKER_RATE_SPAN_SECS)
+        .or(app.samples.front());
+    if let Some(base) = base {
+        let span = (sample.at - base.at).num_milliseconds() as f64 / 1000.0;
+        app.worker_rates = sample
+            .workers
+            .iter()
+            .filter_map(|(id, (processed, failed))| {
+                let (p0, f0) = base.workers.get(id)?;
+                Some((id.clone(), (per_sec(*p0, *processed, span), per_sec(*f0, *failed, span))))
+            })
+            .collect();
+    }
+    app.samples.push_back(sample);
+    while app.samples.len() > 2 * WORKER_RATE_SPAN_SECS as usize {
+        app.samples.pop_front();
+    }
 }
 
 /// Asks to suspend (or resume) the selected org, if that makes sense for

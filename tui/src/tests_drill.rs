@@ -694,3 +694,21 @@ fn docs_console_md_lists_every_key_of_every_view() {
         }
     }
 }
+
+#[test]
+fn rates_use_one_sample_a_second_and_workers_span_heartbeats() {
+    let mut app = crate::app::App::new("ops@example.com");
+    // Snapshots every half second (live changes between ticks); the queue
+    // finishes 100 jobs/s; the worker's counter moves every 2 s (heartbeats).
+    for half in 0..=24u32 {
+        let mut snap = crate::tests::snapshot(0, 0);
+        snap.taken_at = at(0) + chrono::Duration::milliseconds(500 * i64::from(half));
+        snap.queues[0].done = u64::from(half) * 50;
+        snap.workers[0].processed = u64::from(half / 4) * 200;
+        crate::tests::loaded(&mut app, snap);
+    }
+    assert_eq!(app.throughput.len(), 12, "one sample a second over 12 s");
+    assert!(app.throughput.iter().all(|r| *r == 100), "{:?}", app.throughput);
+    let (processed, _) = app.worker_rates["vm:4242:1a2b3c4d"];
+    assert!((80.0..=120.0).contains(&processed), "smoothed over heartbeats: {processed}");
+}

@@ -221,11 +221,13 @@ async fn an_operator_finds_an_org_and_suspends_it() {
     let console = Console::start(&ctx, "ops@example.com");
     console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("3 active")).await;
     console.keys(&[":", "orgs", "Enter"]);
-    console.wait_for("three orgs", Duration::from_secs(10), |s| s.contains("orgs (3)")).await;
+    console
+        .wait_for("three orgs", Duration::from_secs(10), |s| s.contains("orgs (3, by slug)"))
+        .await;
     console.keys(&["/", "glob", "Enter"]);
     console
         .wait_for("only globex", Duration::from_secs(10), |s| {
-            s.contains("orgs (1 matching \"glob\")")
+            s.contains("orgs (1 matching \"glob\", by slug)")
                 && s.contains("globex")
                 && !s.contains("initech")
         })
@@ -332,7 +334,7 @@ async fn an_operator_retries_a_dead_job_and_it_runs() {
     let console = Console::start(&ctx, "ops@example.com");
     console.wait_for("the dashboard", Duration::from_secs(20), |s| s.contains("1 active")).await;
     console.keys(&[":", "orgs", "Enter"]);
-    console.wait_for("acme", Duration::from_secs(10), |s| s.contains("orgs (1)")).await;
+    console.wait_for("acme", Duration::from_secs(10), |s| s.contains("orgs (1, by slug)")).await;
     console.keys(&["Enter"]);
     console
         .wait_for("the dead job", Duration::from_secs(10), |s| {
