@@ -18,6 +18,7 @@ mod provisioning;
 mod queue;
 mod schedules;
 mod scoping;
+mod ssh;
 mod tui;
 
 use std::path::PathBuf;
