@@ -86,22 +86,29 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let operator =
         operator::local_operator(&state, args.operator.as_deref(), args.os_users.as_ref()).await?;
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let result = run_console(&mut terminal, EventStream::new(), state, operator).await;
+    let result =
+        run_console(&mut terminal, EventStream::new(), state, operator, Duration::ZERO).await;
     ratatui::try_restore().context("cannot restore the terminal")?;
     result
 }
 
 /// The console, on any terminal: one loop over `input` (key presses and
 /// resizes), a one-second tick and the answers of commands, redrawing after
-/// each, until the operator quits (`Ok`) or `input` ends (`Ok`: the
+/// them, until the operator quits (`Ok`) or `input` ends (`Ok`: the
 /// terminal went away). The local terminal passes crossterm's
 /// `EventStream`; an SSH session, the keys parsed from its channel and its
 /// window changes ([`ssh`]).
+///
+/// `frame_delay` is how long the changes after a first one are gathered
+/// into the same frame: zero draws after every message; over SSH a few tens
+/// of milliseconds let a refresh's answer land in the frame of the tick
+/// that asked for it, so passing states (a "loading" line) are not sent.
 pub async fn run_console<B, I>(
     terminal: &mut Terminal<B>,
     mut input: I,
     state: AppState,
     operator: Actor,
+    frame_delay: Duration,
 ) -> anyhow::Result<()>
 where
     B: Backend,
@@ -125,23 +132,63 @@ where
     }
     loop {
         terminal.draw(|frame| ui::view(&app, frame))?;
-        let message = tokio::select! {
-            event = input.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => Message::Key(key),
-                Some(Ok(_)) => continue, // a resize or focus change: redraw
-                Some(Err(err)) => return Err(err).context("reading the terminal"),
-                None => return Ok(()),
-            },
-            _ = tick.tick() => Message::Tick,
-            Some(message) = rx.recv() => message,
-        };
-        if let Some(command) = update(&mut app, message) {
-            spawn(command);
-        }
-        if app.quit {
-            return Ok(());
+        let mut due = None;
+        loop {
+            let next = match due {
+                None => next_input(&mut input, &mut tick, &mut rx).await?,
+                Some(at) => tokio::select! {
+                    next = next_input(&mut input, &mut tick, &mut rx) => next?,
+                    () = tokio::time::sleep_until(at) => break,
+                },
+            };
+            match next {
+                Next::End => return Ok(()),
+                Next::Redraw => {}
+                Next::Message(message) => {
+                    if let Some(command) = update(&mut app, message) {
+                        spawn(command);
+                    }
+                    if app.quit {
+                        return Ok(());
+                    }
+                }
+            }
+            if frame_delay.is_zero() {
+                break;
+            }
+            due.get_or_insert_with(|| tokio::time::Instant::now() + frame_delay);
         }
     }
+}
+
+/// What woke the console.
+enum Next {
+    Message(Message),
+    /// A resize or focus change: only a redraw.
+    Redraw,
+    /// The terminal is gone.
+    End,
+}
+
+/// The next key, tick or command answer (each source is cancel-safe).
+async fn next_input<I>(
+    input: &mut I,
+    tick: &mut tokio::time::Interval,
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+) -> anyhow::Result<Next>
+where
+    I: Stream<Item = std::io::Result<Event>> + Unpin,
+{
+    Ok(tokio::select! {
+        event = input.next() => match event {
+            Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => Next::Message(Message::Key(key)),
+            Some(Ok(_)) => Next::Redraw,
+            Some(Err(err)) => return Err(err).context("reading the terminal"),
+            None => Next::End,
+        },
+        _ = tick.tick() => Next::Message(Message::Tick),
+        Some(message) = rx.recv() => Next::Message(message),
+    })
 }
 
 #[cfg(test)]

@@ -328,7 +328,7 @@ struct Connection {
 
 impl Connection {
     fn refuse(&self, user: &str, fingerprint: &str, why: &str) -> Auth {
-        tracing::warn!(client = %self.peer, user, fingerprint, why, "SSH key refused");
+        tracing::info!(client = %self.peer, user, fingerprint, why, "SSH key refused");
         Auth::Reject { proceed_with_methods: None, partial_success: false }
     }
 
@@ -575,6 +575,11 @@ struct ConsoleSession {
     live: LiveGuard,
 }
 
+/// Changes within this long of a first one go out in the same frame (see
+/// [`run_console`]): a key's echo waits at most this, and a dashboard refresh
+/// usually lands in its tick's frame instead of making a frame of its own.
+const FRAME_DELAY: Duration = Duration::from_millis(50);
+
 /// Enter the alternate screen, clear it and hide the cursor.
 const ENTER: &[u8] = b"\x1b[?1049h\x1b[2J\x1b[?25l";
 /// Show the cursor and leave the alternate screen.
@@ -608,9 +613,9 @@ impl ConsoleSession {
             let stop = Box::pin(async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
             });
+            let events = events.take_until(stop);
             let outcome =
-                run_console(&mut terminal, events.take_until(stop), state, admin.actor.clone())
-                    .await;
+                run_console(&mut terminal, events, state, admin.actor.clone(), FRAME_DELAY).await;
             let writer = terminal.backend_mut();
             let _ = writer.write_all(LEAVE).and_then(|()| writer.flush());
             if *shutdown.borrow() {
