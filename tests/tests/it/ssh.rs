@@ -293,6 +293,20 @@ async fn unknown_keys_passwords_and_former_admins_are_refused() {
     // The registered key gets in (a shell needs a terminal, which -T denies).
     let out = ssh(server.port, &known, &["-T"]);
     assert!(stdout(&out).contains("admin-tui needs a terminal"), "{}", stderr(&out));
+    // Nor does it run commands.
+    let out = Command::new("ssh")
+        .args(ssh_options(server.port, &known))
+        .args(["op@127.0.0.1", "ls"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("exec request failed"),
+        "{} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     // An unknown key does not.
     let out = ssh(server.port, &unknown, &["-T"]);
     assert_eq!(out.status.code(), Some(255));
@@ -441,4 +455,26 @@ async fn the_host_key_is_made_once_and_served_after_a_restart() {
     assert_eq!(keyscan(server.port), first, "the same host key after a restart");
     assert_eq!(std::fs::read(&host_key).expect("host key"), content, "the file is kept");
     assert!(!server.log().contains("created the SSH host key"));
+}
+
+#[tokio::test]
+async fn sigterm_closes_the_open_consoles_then_stops() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", PASSWORD, true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = keygen(dir.path(), "ops_key");
+    assert!(register(&ctx, "ops@example.com", &key).status.success());
+    let server = SshServer::start(&ctx, dir.path(), &dir.path().join("host_key")).await;
+    let console = ssh_console(server.port, &key);
+    console
+        .wait_for("the dashboard", Duration::from_secs(30), |s| s.contains("PostgreSQL up"))
+        .await;
+
+    let status = server.stop().await;
+    assert!(status.success(), "{status}");
+    console
+        .wait_for("the goodbye", Duration::from_secs(10), |s| {
+            s.contains("admin-tui: the server is shutting down") && s.contains("ssh exited 0")
+        })
+        .await;
 }
