@@ -108,8 +108,12 @@ pub async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         fingerprint = %host_key.public_key().fingerprint(HashAlg::Sha256),
         "serving admin-tui over SSH"
     );
+    // First the consoles are asked to end (each says goodbye and closes its
+    // channel), then what is left of the connections is disconnected.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (disconnect_tx, disconnect_rx) = watch::channel(false);
     let live = Arc::new(Live::default());
+    let connections = Arc::new(Live::default());
     let stop = orgstack::http::shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -137,8 +141,10 @@ pub async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             live: live.clone(),
         };
         let ssh_config = ssh_config.clone();
-        let mut shutdown = shutdown_rx.clone();
+        let mut disconnect = disconnect_rx.clone();
+        let connected = connections.started();
         tokio::spawn(async move {
+            let _connected = connected;
             let stream = Counted { inner: socket, written: wire };
             let session = match russh::server::run_stream(ssh_config, stream, connection).await {
                 Ok(session) => session,
@@ -152,8 +158,7 @@ pub async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
                 result = session => if let Err(err) = result {
                     tracing::debug!(client = %peer, error = %err, "SSH connection ended with an error");
                 },
-                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                    // The consoles have had their grace period.
+                _ = async { disconnect.wait_for(|stop| *stop).await.map(|_| ()) } => {
                     let _ = handle
                         .disconnect(russh::Disconnect::ByApplication, "admin-tui is shutting down".into(), String::new())
                         .await;
@@ -165,10 +170,15 @@ pub async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     tracing::info!(sessions, "stopping: closing the consoles");
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, live.all_ended()).await;
+    // Clients whose console closed leave by themselves; the others are told.
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.all_ended()).await;
+    let _ = disconnect_tx.send(true);
+    // Time for the disconnect messages to go out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
 
-/// The consoles running, to wait for them on shutdown.
+/// The consoles (or connections) running, to wait for them on shutdown.
 #[derive(Debug, Default)]
 struct Live {
     count: AtomicUsize,
@@ -192,7 +202,7 @@ impl Live {
     }
 }
 
-/// One running console; its drop counts it out.
+/// One running console (or connection); its drop counts it out.
 #[derive(Debug)]
 struct LiveGuard(Arc<Live>);
 
