@@ -2,6 +2,7 @@
 //! audit events. These services hold the rules; HTTP handlers, the CLI and
 //! (later) the TUI call them, so each rule exists once.
 
+pub mod admin_keys;
 pub mod audit;
 pub mod auth;
 pub mod invitations;

@@ -18,6 +18,7 @@ use crate::accounts::{AccountsError, Actor, Email, Role};
 use crate::app;
 use crate::config::Config;
 
+mod admin_keys;
 mod jobs;
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,9 @@ pub enum Command {
     /// Add, remove and change org members.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// SSH public keys of platform admins, for `admin-tui ssh-serve`.
+    #[command(subcommand)]
+    AdminKeys(admin_keys::AdminKeysCommand),
     /// List and set feature flags (globally or for one org).
     #[command(subcommand)]
     Flags(FlagsCommand),
@@ -514,6 +518,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Org(cmd) => org(&mut out, config, cmd).await?,
         Command::User(cmd) => user(&mut out, config, cmd).await?,
         Command::Member(cmd) => member(&mut out, config, cmd).await?,
+        Command::AdminKeys(cmd) => admin_keys::admin_keys(&mut out, config, cmd).await?,
         Command::Flags(cmd) => flags(&mut out, config, cmd).await?,
         Command::Worker(args) => {
             drop(out);

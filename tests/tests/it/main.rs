@@ -19,6 +19,7 @@ mod provisioning;
 mod queue;
 mod schedules;
 mod scoping;
+mod ssh;
 mod tui;
 
 use std::path::PathBuf;

@@ -10,38 +10,57 @@ use orgstack_tests::TestContext;
 
 use crate::{eventually, spawn_cli};
 
-fn tui_bin() -> PathBuf {
+pub(crate) fn tui_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_admin-tui-cli"))
 }
 
-/// A `tmux` session running `admin-tui`, killed when dropped.
-struct Console {
+/// A `tmux` session running `admin-tui` (or an SSH client), killed when
+/// dropped.
+pub(crate) struct Console {
     session: String,
 }
 
 impl Console {
     /// Starts `admin-tui --as OPERATOR` on an 80×24 terminal.
     fn start(ctx: &TestContext, operator: &str) -> Console {
-        let session = format!("orgstack-tui-{}", uuid::Uuid::new_v4().simple());
-        let mut env: Vec<String> =
-            ctx.env().into_iter().map(|(k, v)| format!("{k}='{v}'")).collect();
+        Console::start_with(ctx, &format!("--as '{operator}'"), &[])
+    }
+
+    /// Starts `admin-tui ARGS` with `ctx`'s environment and `extra_env`.
+    fn start_with(ctx: &TestContext, args: &str, extra_env: &[(&str, &str)]) -> Console {
+        let mut env: Vec<String> = ctx
+            .env()
+            .into_iter()
+            .chain(extra_env.iter().map(|(k, v)| (*k, v.to_string())))
+            .map(|(k, v)| format!("{k}='{v}'"))
+            .collect();
         env.push(format!("PATH='{}'", std::env::var("PATH").unwrap_or_default()));
         let dir = std::env::temp_dir();
-        let command = format!(
-            "cd '{}' && env -i {} '{}' --as '{operator}'",
+        Console::run(&format!(
+            "cd '{}' && env -i {} '{}' {args}",
             dir.display(),
             env.join(" "),
             tui_bin().display()
-        );
+        ))
+    }
+
+    /// Runs the shell `command` in a new 80×24 `tmux` session.
+    pub(crate) fn run(command: &str) -> Console {
+        let session = format!("orgstack-tui-{}", uuid::Uuid::new_v4().simple());
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "80", "-y", "24", &command])
+            .args(["new-session", "-d", "-s", &session, "-x", "80", "-y", "24", command])
             .status()
             .expect("tmux is installed (apt-get install tmux)");
         assert!(status.success(), "tmux new-session failed");
         Console { session }
     }
 
-    fn keys(&self, keys: &[&str]) {
+    /// The tmux session's name.
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
             .args(["send-keys", "-t", &self.session])
             .args(keys)
@@ -50,7 +69,7 @@ impl Console {
         assert!(status.success());
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.session])
             .output()
@@ -58,7 +77,7 @@ impl Console {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         Command::new("tmux")
             .args(["has-session", "-t", &self.session])
             .stderr(std::process::Stdio::null())
@@ -68,7 +87,12 @@ impl Console {
 
     /// Waits until the screen satisfies `check`; panics with the screen
     /// after `within` (a failure bound, not a performance figure).
-    async fn wait_for(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&str) -> bool,
+    ) {
         let shown = eventually(within, || async { check(&self.screen()) }).await;
         assert!(shown, "the console never showed {what}; the screen:\n{}", self.screen());
     }
@@ -194,9 +218,12 @@ async fn the_console_refuses_an_operator_who_is_not_a_platform_admin() {
         assert_eq!(out.status.code(), Some(1), "{who}: {stderr}");
         assert!(stderr.contains(expected), "{who}: {stderr}");
     }
+    // Without --as and without a mapping of the OS user: no operator.
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(2), "clap refuses a missing --as");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--as <EMAIL>"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no operator: pass --as EMAIL"), "{stderr}");
+    assert!(stderr.contains(&format!("map OS user '{}'", os_user())), "{stderr}");
 
     // ADMIN_TUI_AS may come from `.env`, as the rest of the configuration.
     std::fs::write(dir.path().join(".env"), "ADMIN_TUI_AS=member@example.com\n").expect(".env");
@@ -204,6 +231,55 @@ async fn the_console_refuses_an_operator_who_is_not_a_platform_admin() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("member@example.com is not an active platform admin"), "{stderr}");
+}
+
+/// The name of the OS user running the tests.
+fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .expect("the OS user has a name")
+}
+
+#[tokio::test]
+async fn without_as_the_os_user_is_mapped_to_a_platform_admin() {
+    let ctx = TestContext::new().await;
+    ctx.user("ops@example.com", "a long enough password", true).await;
+    ctx.user("member@example.com", "a long enough password", false).await;
+    let me = os_user();
+
+    // Mapped to someone who is not a platform admin: refused, naming why.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mapping = format!("nobody-else=ops@example.com,{me}=member@example.com");
+    let out = Command::new(tui_bin())
+        .env_clear()
+        .envs(ctx.env())
+        .env("ADMIN_TUI_OS_USERS", &mapping)
+        .current_dir(dir.path())
+        .output()
+        .expect("running admin-tui");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "OS user '{me}' (ADMIN_TUI_OS_USERS): member@example.com is not an active platform admin"
+        )),
+        "{stderr}"
+    );
+
+    // Mapped to a platform admin: the console runs as them.
+    let mapping = format!("{me}=ops@example.com");
+    let console = Console::start_with(&ctx, "", &[("ADMIN_TUI_OS_USERS", &mapping)]);
+    console
+        .wait_for("the dashboard as the mapped admin", Duration::from_secs(20), |s| {
+            s.contains("as ops@example.com") && s.contains("PostgreSQL up")
+        })
+        .await;
+    console.keys(&["q"]);
+    let ended = eventually(Duration::from_secs(10), || async { !console.alive() }).await;
+    assert!(ended, "q did not quit; the screen:\n{}", console.screen());
 }
 
 #[tokio::test]
