@@ -14,8 +14,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${1:-${CARGO_TARGET_DIR:-$here/../../target}/debug/orgstack-cli}"
-bin="$(realpath "$bin")"
 [ -x "$bin" ] || { echo "verify.sh: no executable at $bin (run cargo test first)" >&2; exit 1; }
+bin="$(realpath "$bin")"
 command -v systemd-analyze >/dev/null || { echo "verify.sh: systemd-analyze is missing (apt-get install systemd)" >&2; exit 1; }
 
 work="$(mktemp -d)"
