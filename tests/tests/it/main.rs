@@ -5,6 +5,7 @@ mod accounts;
 mod assets;
 mod cli;
 mod console;
+mod deploy;
 mod dev;
 mod flags;
 mod http;
