@@ -7,6 +7,8 @@
 //! is cloned from a template that already has the public lineage, so a test
 //! starts in tens of milliseconds; it is dropped when the context drops.
 
+pub mod scale;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
