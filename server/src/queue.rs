@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface, SortedSetsInterface};
-use fred::prelude::{Builder, ClientLike, ReconnectPolicy, StreamsInterface};
+use fred::prelude::{Builder, ClientLike, StreamsInterface};
 use fred::types::Value;
 use tenancy::RedisKeys;
 
@@ -547,7 +547,7 @@ impl Consumer {
         config.fail_fast = false;
         let client = Builder::from_config(config)
             .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(60))
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .set_policy(tenancy::invalidation::reconnect_policy())
             .build()?;
         let _connection = client.connect();
         client.wait_for_connect().await?;

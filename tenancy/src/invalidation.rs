@@ -16,6 +16,20 @@ use crate::TenancyError;
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How every Redis connection of the workspace reconnects: after 1 ms,
+/// then 2, 4, 8, ... ms, at most 5 s apart, for ever.
+///
+/// fred waits the policy's delay (plus its jitter, 100 ms by default)
+/// before the *first* connection attempt too. Starting at 100 ms, every new
+/// connection (each process start, worker consumer and subscriber) sat
+/// idle for 100–200 ms before connecting; `admin-tui` spent most of its
+/// time to first frame there.
+pub fn reconnect_policy() -> ReconnectPolicy {
+    let mut policy = ReconnectPolicy::new_exponential(0, 1, 5_000, 2);
+    policy.set_jitter(0);
+    policy
+}
+
 /// A running subscription. Dropping it stops the task.
 #[derive(Debug)]
 pub struct Listener {
@@ -57,7 +71,7 @@ pub async fn listen(
     config.fail_fast = false;
     let subscriber = Builder::from_config(config)
         .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .set_policy(reconnect_policy())
         .build_subscriber_client()?;
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fred::prelude::{Builder, ClientLike, EventInterface, PubsubInterface, ReconnectPolicy};
+use fred::prelude::{Builder, ClientLike, EventInterface, PubsubInterface};
 use tenancy::{OrgId, RedisKeys};
 use tokio::sync::{OnceCell, broadcast};
 use uuid::Uuid;
@@ -200,7 +200,7 @@ impl Hub {
                         p.default_command_timeout = Duration::from_secs(5);
                         p.broadcast_channel_capacity = 16 * 1024;
                     })
-                    .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+                    .set_policy(tenancy::invalidation::reconnect_policy())
                     .build_subscriber_client()?;
                 let _connection = subscriber.connect();
                 subscriber.wait_for_connect().await?;
