@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, ClientLike, EventInterface, PubsubInterface, ReconnectPolicy};
+use fred::prelude::{Builder, ClientLike, EventInterface, PubsubInterface};
 use orgstack::http::AppState;
 use tokio::sync::{broadcast, mpsc::UnboundedSender};
 
@@ -30,7 +30,7 @@ async fn run(state: &AppState, tx: &UnboundedSender<Message>) -> Result<(), fred
     let mut config = state.redis.client_config();
     config.fail_fast = false;
     let subscriber = Builder::from_config(config)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .set_policy(tenancy::invalidation::reconnect_policy())
         .build_subscriber_client()?;
     let _connection = subscriber.connect();
     subscriber.wait_for_connect().await?;
