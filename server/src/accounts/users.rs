@@ -97,7 +97,18 @@ impl Accounts {
     /// Users whose email or name contains `filter` (any case), by email;
     /// at most `limit`.
     pub async fn search_users(&self, filter: &str, limit: i64) -> Result<Vec<User>, AccountsError> {
-        let pattern = format!("%{}%", like_escape(filter.trim()));
+        // Without a filter, the first page comes straight from the email
+        // index (users_email_c_idx); a filter uses the trigram indexes.
+        let filter = filter.trim();
+        if filter.is_empty() {
+            return Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM public.users ORDER BY email COLLATE \"C\" LIMIT $1"
+            )))
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await?);
+        }
+        let pattern = format!("%{}%", like_escape(filter));
         Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM public.users WHERE email ILIKE $1 OR name ILIKE $1 \
              ORDER BY email COLLATE \"C\" LIMIT $2"
