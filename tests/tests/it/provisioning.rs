@@ -38,7 +38,14 @@ async fn provisioning_creates_schema_tables_history_and_records_the_version() {
     .fetch_all(&ctx.pool)
     .await
     .expect("history");
-    assert_eq!(history, [(1, "audit_events".to_owned()), (2, "jobs".to_owned())]);
+    assert_eq!(
+        history,
+        [
+            (1, "audit_events".to_owned()),
+            (2, "jobs".to_owned()),
+            (3, "jobs_cancelled_index".to_owned())
+        ]
+    );
 
     let (recorded, schema_name): (i32, String) =
         sqlx::query_as("SELECT org_version, schema_name FROM public.orgs WHERE id = $1")
@@ -46,7 +53,7 @@ async fn provisioning_creates_schema_tables_history_and_records_the_version() {
             .fetch_one(&ctx.pool)
             .await
             .expect("row");
-    assert_eq!(recorded, 2);
+    assert_eq!(recorded, 3);
     assert_eq!(schema_name, schema.as_str());
     // The public lineage keeps its own history, separate from the org's.
     let public_history: i64 =
