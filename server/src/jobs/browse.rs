@@ -5,12 +5,16 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
+use futures::{StreamExt, TryStreamExt};
 use tenancy::{OrgId, SchemaName};
 use uuid::Uuid;
 
 use super::{Entry, JobStatus, Jobs, JobsError, store};
 use crate::accounts::Actor;
 use crate::queue::QueueName;
+
+/// Orgs whose job records [`Jobs::browse_queue`] reads at once.
+const PARALLEL_ORGS: usize = 8;
 
 /// Which part of a queue to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,13 +174,19 @@ impl Jobs {
                 by_org.entry(org).or_default().push(job.id);
             }
         }
-        let mut records = HashMap::new();
-        for (org, ids) in by_org {
-            let schema = SchemaName::for_org(org);
-            for record in store::by_ids(self.pool(), &schema, &ids).await? {
-                records.insert(record.id, record);
-            }
-        }
+        // One statement per org (none spans two org schemas), several orgs
+        // at once: a page of dead jobs can name 200 orgs.
+        let pool = self.pool();
+        let pages: Vec<Vec<super::Job>> =
+            futures::stream::iter(by_org)
+                .map(|(org, ids)| async move {
+                    store::by_ids(pool, &SchemaName::for_org(org), &ids).await
+                })
+                .buffer_unordered(PARALLEL_ORGS)
+                .try_collect()
+                .await?;
+        let records: HashMap<Uuid, super::Job> =
+            pages.into_iter().flatten().map(|record| (record.id, record)).collect();
         found.retain_mut(|job| {
             if job.org.is_none() {
                 return true;
