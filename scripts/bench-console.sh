@@ -91,5 +91,5 @@ done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "the dashboard after $MINUTES minutes:"
 tmux capture-pane -p -t "$SESSION" | sed -n '1,16p'
-[ -s "$DIR/enqueue.err" ] && { echo "enqueue errors (last 3):"; tail -3 "$DIR/enqueue.err"; }
+[ -s "$DIR/enqueue.err" ] && { echo "what orgstack jobs enqueue printed on stderr (last 3 lines):"; tail -3 "$DIR/enqueue.err"; }
 exit 0

@@ -8,10 +8,13 @@
 //!    refresh through `effects::run`, `ui::view` into a `TestBackend`),
 //!    timed one by one;
 //! 2. per-frame render time of every view (`View::ALL`) with its data
-//!    loaded, at 80×24 and 160×48;
-//! 3. the time of every load command the views issued while they were
-//!    opened (dashboard refresh, org filters, an org's jobs by status, the
-//!    flags matrix, ...), so a stall shows.
+//!    loaded, and of the drill-downs met on the way (an org's members, a
+//!    job with its log, a queue's dead jobs across orgs, ...), at 80×24
+//!    and 160×48;
+//! 3. the time of every load command the views issued on that tour
+//!    (dashboard refresh, org and user filters, the jobs of the org with
+//!    the most jobs by status, the flags matrix, queue sections, audit
+//!    searches, ...), so a stall shows.
 //!
 //! Run: `cargo bench -p orgstack-tests --bench console [-- --frames N
 //! --runs N --loads N --history N --skip-tmux]` (or `scripts/bench-console.sh
@@ -19,8 +22,8 @@
 //! `SCALE_REDIS_PREFIX` (see `orgstack_tests::scale`); writes nothing.
 //!
 //! The views are opened the way an operator opens them (Tab, `/` filters,
-//! Enter on an org, `f` in the jobs view), through `update` and
-//! `effects::run`, so views added later are measured too.
+//! Enter, `f`, `m`, Esc), through `update` and `effects::run`, so views
+//! added later are measured too; only reads are ever run.
 
 use std::collections::VecDeque;
 use std::process::Command as Process;
@@ -74,12 +77,12 @@ async fn main() -> anyhow::Result<()> {
     let operator = operator(&state, scale::OPERATOR).await?;
     let mut console = Console::new(state.clone(), operator);
     let started = Instant::now();
-    console.open_every_view(history, orgs).await?;
+    console.tour(history, orgs).await?;
     println!(
         "\nopened every view as an operator would ({:.1} s, {history} dashboard refreshes for the throughput history)",
         started.elapsed().as_secs_f64()
     );
-    console.frames(frames).await?;
+    console.frames(frames)?;
     console.loads(loads).await?;
     println!("\nload average at the end: {}", load_average());
     Ok(())
@@ -135,7 +138,7 @@ fn shows_count(screen: &str, count: i64) -> bool {
     let plain = count.to_string();
     let mut grouped = String::new();
     for (i, c) in plain.chars().enumerate() {
-        if i > 0 && (plain.len() - i) % 3 == 0 {
+        if i > 0 && (plain.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -188,7 +191,9 @@ fn first_frame_tmux(env: &ScaleEnv, runs: usize, users: i64) -> anyhow::Result<(
         println!(
             "| `admin-tui` start to dashboard data on screen | **{r50:.0} ms** | {min:.0} ms | {rmax:.0} ms |"
         );
-        println!("| tmux harness alone (new window, trivial program, polling) | {b50:.0} ms | | {b99:.0} ms |");
+        println!(
+            "| tmux harness alone (new window, trivial program, polling) | {b50:.0} ms | | {b99:.0} ms |"
+        );
         anyhow::Ok(())
     })();
     let _ = tmux(&["kill-session", "-t", &hold]);
@@ -196,8 +201,13 @@ fn first_frame_tmux(env: &ScaleEnv, runs: usize, users: i64) -> anyhow::Result<(
 }
 
 fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let out = Process::new("tmux").args(args).output().context("running tmux (apt-get install tmux)")?;
-    anyhow::ensure!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        Process::new("tmux").args(args).output().context("running tmux (apt-get install tmux)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -298,6 +308,8 @@ struct Console {
     operator: Actor,
     /// Every load command the views issued, once each, in order.
     loads: Vec<Command>,
+    /// States met on the tour, to draw: (what, the model then).
+    shown: Vec<(String, App)>,
 }
 
 impl Console {
@@ -306,14 +318,19 @@ impl Console {
             Actor::User { email, .. } => email.clone(),
             other => other.to_string(),
         };
-        Console { app: App::new(name), state, operator, loads: Vec::new() }
+        Console { app: App::new(name), state, operator, loads: Vec::new(), shown: Vec::new() }
     }
 
-    /// Runs one command as the binary does and returns its answer.
-    async fn run(&self, command: Command) -> anyhow::Result<Message> {
+    /// Runs one command as the binary does and returns its answers.
+    async fn run(&self, command: Command) -> anyhow::Result<Vec<Message>> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         effects::run(command, self.state.clone(), self.operator.clone(), tx).await;
-        rx.recv().await.context("a command did not answer")
+        let mut answers = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            answers.push(message);
+        }
+        anyhow::ensure!(!answers.is_empty(), "a command did not answer");
+        Ok(answers)
     }
 
     /// Runs `command` and whatever its answers ask for, until nothing is
@@ -322,16 +339,17 @@ impl Console {
         let mut pending: VecDeque<Command> = command.into_iter().collect();
         while let Some(command) = pending.pop_front() {
             let label = format!("{command:?}");
-            anyhow::ensure!(is_load(&label), "the benchmark would have run {label}");
+            anyhow::ensure!(is_load(&command), "the benchmark would have run {label}");
             if !self.loads.iter().any(|c| same_load(c, &command)) {
                 self.loads.push(command.clone());
             }
-            let message = self.run(command).await?;
-            if let Some(why) = failure(&message) {
-                anyhow::bail!("{label} failed: {why}");
-            }
-            if let Some(next) = update(&mut self.app, message) {
-                pending.push_back(next);
+            for message in self.run(command).await? {
+                if let Some(why) = failure(&message) {
+                    anyhow::bail!("{} failed: {why}", shorten(&label, 200));
+                }
+                if let Some(next) = update(&mut self.app, message) {
+                    pending.push_back(next);
+                }
             }
         }
         Ok(())
@@ -342,21 +360,34 @@ impl Console {
         self.settle(command).await
     }
 
-    /// The orgs view, `/`, the filter, Enter.
-    async fn filter(&mut self, text: &str) -> anyhow::Result<()> {
-        self.show(View::Orgs).await?;
+    async fn keys(&mut self, codes: &[KeyCode]) -> anyhow::Result<()> {
+        for code in codes {
+            self.key(*code).await?;
+        }
+        Ok(())
+    }
+
+    async fn type_text(&mut self, text: &str) -> anyhow::Result<()> {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c)).await?;
+        }
+        Ok(())
+    }
+
+    /// In `view`: `/`, the filter (replacing the one there), Enter.
+    async fn filter(&mut self, view: View, text: &str) -> anyhow::Result<()> {
+        self.show(view).await?;
         self.key(KeyCode::Char('/')).await?;
         for _ in 0..64 {
             self.key(KeyCode::Backspace).await?;
         }
-        for c in text.chars() {
-            self.key(KeyCode::Char(c)).await?;
-        }
+        self.type_text(text).await?;
         self.key(KeyCode::Enter).await
     }
 
     /// Tab until `view` shows (opening, and so loading, the views between).
     async fn show(&mut self, view: View) -> anyhow::Result<()> {
+        self.key(KeyCode::Esc).await?; // out of a drill-down
         for _ in 0..View::ALL.len() {
             if self.app.view == view {
                 return Ok(());
@@ -367,45 +398,91 @@ impl Console {
         Ok(())
     }
 
-    /// Opens every view with data: a dashboard with `history` refreshes
-    /// behind it, the jobs of an average org (the middle one of `orgs`)
-    /// and then of the org with the most jobs (each status filter in
-    /// turn), org filters, and last the first page of orgs, so each view
-    /// holds its fullest page.
-    async fn open_every_view(&mut self, history: usize, orgs: i64) -> anyhow::Result<()> {
+    /// Keeps the model as it is now, to draw it later as `what`.
+    fn snap(&mut self, what: impl Into<String>) {
+        self.shown.push((what.into(), self.app.clone()));
+    }
+
+    /// Opens every view with data, as an operator would: a dashboard with
+    /// `history` refreshes behind it; an average org (the middle one of
+    /// `orgs`) and the org with the most jobs, its members, flags, jobs by
+    /// each status and one job with its log; org and user filters, one
+    /// user; each queue section across orgs; an org's schedules; audit
+    /// searches. Drill-downs are kept to be drawn; each view is left with
+    /// its fullest page.
+    async fn tour(&mut self, history: usize, orgs: i64) -> anyhow::Result<()> {
         for _ in 0..history.max(1) {
             let refresh = self.app.refresh();
             self.settle(refresh).await?;
         }
-        self.show(View::Orgs).await?;
-        for k in [(orgs as u64 / 2).max(1), 1] {
-            self.filter(&scale::org_slug(k)).await?;
-            self.key(KeyCode::Enter).await?; // the org's jobs
+        let big = scale::org_slug(1);
+        for slug in [scale::org_slug((orgs as u64 / 2).max(1)), big.clone()] {
+            self.filter(View::Orgs, &slug).await?;
+            self.key(KeyCode::Char('m')).await?; // members
+            self.snap("orgs › members");
+            self.keys(&[KeyCode::Esc, KeyCode::Char('F')]).await?; // the org's flags
+            self.snap("orgs › flags of an org");
+            self.keys(&[KeyCode::Esc, KeyCode::Enter]).await?; // its jobs
             anyhow::ensure!(self.app.view == View::Jobs, "Enter on an org did not open its jobs");
         }
-        // `f` walks the status filters and back to all.
+        // `f` walks the status filters and back to all; then one job.
         for _ in 0..=orgstack::jobs::JobStatus::ALL.len() {
             self.key(KeyCode::Char('f')).await?;
         }
-        self.show(View::Orgs).await?;
+        self.key(KeyCode::Enter).await?;
+        self.snap(format!("jobs › a job of {big} with its log"));
         for filter in ["harbor", "scale-0999", "no-such-org", ""] {
-            self.filter(filter).await?;
+            self.filter(View::Orgs, filter).await?;
         }
+        for filter in ["user-0500", "nobody-here", ""] {
+            self.filter(View::Users, filter).await?;
+        }
+        self.key(KeyCode::Enter).await?;
+        self.snap("users › a user");
+        self.show(View::Queues).await?;
+        self.key(KeyCode::Enter).await?; // the first queue, waiting
+        for section in 0..4 {
+            self.key(KeyCode::Char('f')).await?; // running, scheduled, dead, waiting
+            if section == 2 {
+                self.snap("queues › dead jobs across orgs");
+            }
+        }
+        self.filter(View::Schedules, &big).await?;
+        self.show(View::Audit).await?;
+        // The search form: org, actor contains, action starts with.
+        self.key(KeyCode::Char('/')).await?;
+        self.keys(&[KeyCode::Enter]).await?;
+        self.type_text("ops@").await?;
+        self.keys(&[KeyCode::Enter, KeyCode::Enter]).await?;
+        self.key(KeyCode::Char('/')).await?;
+        self.type_text(&big).await?;
+        self.key(KeyCode::Enter).await?;
+        for _ in 0..8 {
+            self.key(KeyCode::Backspace).await?; // the actor typed before
+        }
+        self.keys(&[KeyCode::Enter, KeyCode::Enter]).await?;
         for view in View::ALL {
             self.show(view).await?;
+            self.snap(view.name());
         }
         Ok(())
     }
 
-    /// Draws every view `frames` times at 80×24 and 160×48.
-    async fn frames(&mut self, frames: usize) -> anyhow::Result<()> {
-        println!("\n## Per-frame render time (`ui::view` into a TestBackend, {frames} frames each)\n");
+    /// Draws every state met on the tour `frames` times at 80×24 and
+    /// 160×48.
+    fn frames(&self, frames: usize) -> anyhow::Result<()> {
+        println!(
+            "\n## Per-frame render time (`ui::view` into a TestBackend, {frames} frames each)\n"
+        );
         println!(
             "| view | size | median | p99 | max | over {FRAME_BUDGET_MS} ms | what it shows |\n| --- | --- | --- | --- | --- | --- | --- |"
         );
-        for view in View::ALL {
-            self.show(view).await?;
-            let app = &self.app;
+        let mut order: Vec<&(String, App)> = self.shown.iter().collect();
+        // The views in their order, then the drill-downs.
+        order.sort_by_key(|(what, _)| {
+            (what.contains('›'), View::ALL.iter().position(|v| v.name() == what))
+        });
+        for (what, app) in order {
             for (width, height) in [(80, 24), (160, 48)] {
                 let mut terminal = Terminal::new(TestBackend::new(width, height))?;
                 for _ in 0..frames / 20 + 1 {
@@ -419,15 +496,9 @@ impl Console {
                 }
                 let over = times.iter().filter(|t| **t > FRAME_BUDGET_MS).count();
                 let (median, p99, max) = summary(&mut times);
-                // The titles of the view's boxes (second row).
-                let row = screen(&terminal).lines().nth(1).unwrap_or_default().to_owned();
-                let titles = row.replace(|c: char| "┌┐─│".contains(c), " ");
-                let shows: String =
-                    titles.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(60).collect();
                 println!(
-                    "| {} | {width}×{height} | {median:.3} ms | {p99:.3} ms | {max:.2} ms | {over} | {} |",
-                    view.name(),
-                    shows.replace('|', "/")
+                    "| {what} | {width}×{height} | {median:.3} ms | {p99:.3} ms | {max:.2} ms | {over} | {} |",
+                    titles(&terminal)
                 );
             }
         }
@@ -437,30 +508,51 @@ impl Console {
     /// Times every load command the views issued, `runs` times each.
     async fn loads(&self, runs: usize) -> anyhow::Result<()> {
         println!("\n## Load commands on the seeded data ({runs} runs each, after one warm-up)\n");
-        println!("| command | median | p99 | max | rows shown |\n| --- | --- | --- | --- | --- |");
+        println!(
+            "| command | first (cold caches) | median | p99 | max | rows |\n| --- | --- | --- | --- | --- | --- |"
+        );
         for command in &self.loads {
             let label = format!("{command:?}");
             let mut times = Vec::with_capacity(runs);
-            let mut rows = String::new();
+            let (mut rows, mut first) = (String::new(), 0.0);
+            // A state of its own, as a console just started: nothing cached.
+            // Its PostgreSQL connection is made first (as `connect_now` does).
+            let fresh = orgstack::app::connect_now((*self.state.config).clone()).await?;
             for run in 0..=runs {
+                let state = if run == 0 { fresh.clone() } else { self.state.clone() };
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let started = Instant::now();
-                let message = self.run(command.clone()).await?;
+                effects::run(command.clone(), state, self.operator.clone(), tx).await;
                 let took = ms(started.elapsed());
                 if run == 0 {
-                    rows = shown_rows(&message);
+                    first = took;
+                    let mut answers = Vec::new();
+                    while let Ok(message) = rx.try_recv() {
+                        answers.push(shown_rows(&message));
+                    }
+                    rows = answers.join("; ");
                 } else {
                     times.push(took);
                 }
             }
+            fresh.db.close().await;
             let (median, p99, max) = summary(&mut times);
             let flag = if p99 > LOAD_BUDGET_MS { " ⚠" } else { "" };
             println!(
-                "| `{}` | {median:.1} ms | {p99:.1} ms{flag} | {max:.1} ms | {rows} |",
-                shorten(&label, 70)
+                "| `{}` | {first:.1} ms | {median:.1} ms | {p99:.1} ms{flag} | {max:.1} ms | {rows} |",
+                shorten(&label, 90).replace('|', "/")
             );
         }
         Ok(())
     }
+}
+
+/// The titles of the boxes on a drawn screen's second row (the view's).
+fn titles(terminal: &Terminal<TestBackend>) -> String {
+    let text = screen(terminal);
+    let row = text.lines().nth(1).unwrap_or_default().replace(|c: char| "┌┐─│".contains(c), " ");
+    let titles = row.split_whitespace().collect::<Vec<_>>().join(" ");
+    shorten(&titles, 60).replace('|', "/")
 }
 
 /// The same read (refreshes differ only in their request number).
@@ -472,9 +564,14 @@ fn same_load(a: &Command, b: &Command) -> bool {
     key(a) == key(b)
 }
 
-/// Only reads are run by this benchmark.
-fn is_load(label: &str) -> bool {
-    label.starts_with("Load") || label.starts_with("Refresh")
+/// Only reads are run by this benchmark: loads, refreshes and batches of
+/// them.
+fn is_load(command: &Command) -> bool {
+    if let Command::Batch(commands) = command {
+        return commands.iter().all(is_load);
+    }
+    let label = format!("{command:?}");
+    ["Load", "Refresh", "TailJob"].iter().any(|read| label.starts_with(read))
 }
 
 /// Why an answer failed, if it did (from its `Debug` text, so that new
@@ -485,20 +582,34 @@ fn failure(message: &Message) -> Option<String> {
     Some(shorten(&text[at..], 300))
 }
 
-/// How many rows a load answer carried: its longest list (from `Debug`).
+/// What a load answer carried: its most frequent records (`Debug` struct
+/// names), such as "500 Org".
 fn shown_rows(message: &Message) -> String {
     let text = format!("{message:?}");
-    // Top-level list items of the answer: org, job and flag rows start so.
-    let count = |needle: &str| text.matches(needle).count();
-    let orgs = count("Org { id:");
-    let jobs = count("JobSummary {");
-    let flags = count("FlagState {");
-    match (orgs, jobs, flags) {
-        (_, j, _) if j > 0 => format!("{j} jobs"),
-        (o, _, f) if f > 0 => format!("{f} flags × {o} orgs"),
-        (o, _, _) if o > 0 => format!("{o} orgs"),
-        _ => String::new(),
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (at, _) in text.match_indices(" { ") {
+        let name: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_uppercase()) {
+            continue;
+        }
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
+        }
     }
+    // Records, not the page or detail that holds them.
+    counts.retain(|(name, _)| {
+        !["Page", "Detail", "Search", "Snapshot"].iter().any(|w| name.ends_with(w))
+    });
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    counts.iter().take(2).map(|(name, n)| format!("{n} {name}")).collect::<Vec<_>>().join(", ")
 }
 
 fn shorten(text: &str, max: usize) -> String {

@@ -154,11 +154,12 @@ async fn create_database(env: &ScaleEnv) -> anyhow::Result<bool> {
     let mut admin = PgConnection::connect(&env.admin_url()?)
         .await
         .context("connecting to the server's postgres database")?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut admin)
@@ -179,13 +180,17 @@ async fn seed_orgs(state: &AppState, options: &Options) -> anyhow::Result<Vec<Or
         .map(|k| async move {
             let slug = Slug::parse(&scale::org_slug(k)).map_err(|e| anyhow::anyhow!("{e}"))?;
             let started = Instant::now();
-            state.orgs.create(&scale::org_name(k), &slug).await.with_context(|| format!("{slug}"))?;
+            state
+                .orgs
+                .create(&scale::org_name(k), &slug)
+                .await
+                .with_context(|| format!("{slug}"))?;
             anyhow::Ok(started.elapsed().as_secs_f64() * 1000.0)
         })
         .buffer_unordered(options.parallel);
     while let Some(ms) = creations.try_next().await? {
         times.push(ms);
-        if times.len() % 1000 == 0 {
+        if times.len().is_multiple_of(1000) {
             println!(
                 "  {} of {total} orgs provisioned ({:.0} s)",
                 times.len(),
@@ -209,7 +214,9 @@ async fn seed_orgs(state: &AppState, options: &Options) -> anyhow::Result<Vec<Or
     done("orgs", started, format!("{total} provisioned, {} existed{timing}", existing.len()));
     let ids = org_ids(state).await?;
     (1..=options.orgs)
-        .map(|k| ids.get(&k).copied().with_context(|| format!("org {} is missing", scale::org_slug(k))))
+        .map(|k| {
+            ids.get(&k).copied().with_context(|| format!("org {} is missing", scale::org_slug(k)))
+        })
         .collect()
 }
 
@@ -304,7 +311,11 @@ async fn seed_users(state: &AppState, options: &Options) -> anyhow::Result<()> {
         inserted += done.rows_affected();
         from = to + 1;
     }
-    done("users", started, format!("{inserted} inserted (with their audit events) of {}", options.users));
+    done(
+        "users",
+        started,
+        format!("{inserted} inserted (with their audit events) of {}", options.users),
+    );
     Ok(())
 }
 
@@ -353,7 +364,9 @@ async fn seed_jobs(state: &AppState, options: &Options, ids: &[OrgId]) -> anyhow
         ids.iter().zip(counts).enumerate().map(|(i, (id, n))| (i as u64 + 1, *id, n)).collect();
     let results: Vec<(u64, u64)> = futures::stream::iter(work)
         .map(|(k, id, n)| async move {
-            org_jobs(state, k, id, n).await.with_context(|| format!("jobs of {}", scale::org_slug(k)))
+            org_jobs(state, k, id, n)
+                .await
+                .with_context(|| format!("jobs of {}", scale::org_slug(k)))
         })
         .buffer_unordered(options.parallel)
         .try_collect()
@@ -364,7 +377,9 @@ async fn seed_jobs(state: &AppState, options: &Options, ids: &[OrgId]) -> anyhow
     done(
         "jobs",
         started,
-        format!("{jobs} jobs and {lines} log lines inserted in {seeded} orgs (the others had jobs)"),
+        format!(
+            "{jobs} jobs and {lines} log lines inserted in {seeded} orgs (the others had jobs)"
+        ),
     );
     Ok(())
 }
