@@ -431,22 +431,14 @@ async fn queue_jobs(
     };
     let filter = QueueFilter { org: org_id, kind: Some(kind.clone()).filter(|k| !k.is_empty()) };
     let found = state.jobs.browse_queue(&name, section, &filter, QUEUE_JOBS_SHOWN).await?;
-    let mut slugs: HashMap<OrgId, Option<String>> = HashMap::new();
-    let mut jobs = Vec::with_capacity(found.len());
-    for job in found {
-        let slug = match job.org {
-            None => None,
-            Some(id) => match slugs.get(&id) {
-                Some(slug) => slug.clone(),
-                None => {
-                    let slug = state.orgs.by_id(id).await?.map(|o| o.slug.to_string());
-                    slugs.insert(id, slug.clone());
-                    slug
-                }
-            },
-        };
-        jobs.push((slug, job));
-    }
+    // Every org's slug in one read (a page of dead jobs names hundreds).
+    let ids: Vec<OrgId> = found.iter().filter_map(|job| job.org).collect();
+    let slugs: HashMap<OrgId, String> =
+        state.orgs.by_ids(&ids).await?.into_iter().map(|o| (o.id, o.slug.to_string())).collect();
+    let jobs = found
+        .into_iter()
+        .map(|job| (job.org.and_then(|id| slugs.get(&id).cloned()), job))
+        .collect();
     Ok(QueueJobPage { queue, section, org, kind, jobs, row: 0 })
 }
 
@@ -515,12 +507,8 @@ pub async fn snapshot(state: &AppState) -> anyhow::Result<Snapshot> {
     let mut slugs = HashMap::new();
     let running: Vec<OrgId> =
         workers.iter().flat_map(|w| &w.running_jobs).filter_map(|j| j.org).collect();
-    for org in running {
-        if let std::collections::hash_map::Entry::Vacant(slot) = slugs.entry(org)
-            && let Some(found) = state.orgs.by_id(org).await.context("reading orgs")?
-        {
-            slot.insert(found.slug.to_string());
-        }
+    for org in state.orgs.by_ids(&running).await.context("reading orgs")? {
+        slugs.insert(org.id, org.slug.to_string());
     }
     Ok(Snapshot {
         taken_at: chrono::Utc::now(),
