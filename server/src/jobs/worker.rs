@@ -1316,9 +1316,11 @@ async fn flush(
         let _: Result<(), _> = pipeline.srem(&shared.queues[queue].queue.keys().index, ids).await;
     }
     for (queue, ids) in &acks {
-        let key = &shared.queues[*queue].queue.keys().stream;
-        let _: Result<(), _> = pipeline.xack(key, crate::queue::GROUP, ids.clone()).await;
-        let _: Result<(), _> = pipeline.xdel(key, ids.clone()).await;
+        let keys = shared.queues[*queue].queue.keys();
+        let _: Result<(), _> = pipeline.xack(&keys.stream, crate::queue::GROUP, ids.clone()).await;
+        let _: Result<(), _> = pipeline.xdel(&keys.stream, ids.clone()).await;
+        // The queue's finished-entry counter (its throughput in the console).
+        let _: Result<(), _> = pipeline.incr_by(&keys.done, ids.len() as i64).await;
     }
     let events: Vec<JobEvent> = changed.iter().map(JobEvent::of_change).collect();
     events::publish_in(&pipeline, jobs.keys(), org_id, &events).await;
@@ -1445,9 +1447,11 @@ async fn finish_platform(shared: &Arc<Shared>, done: Vec<Done>) {
         acks.entry(d.queue).or_default().push(d.entry.id.clone());
     }
     for (queue, ids) in &acks {
-        let key = &shared.queues[*queue].queue.keys().stream;
-        let _: Result<(), _> = pipeline.xack(key, crate::queue::GROUP, ids.clone()).await;
-        let _: Result<(), _> = pipeline.xdel(key, ids.clone()).await;
+        let keys = shared.queues[*queue].queue.keys();
+        let _: Result<(), _> = pipeline.xack(&keys.stream, crate::queue::GROUP, ids.clone()).await;
+        let _: Result<(), _> = pipeline.xdel(&keys.stream, ids.clone()).await;
+        // The queue's finished-entry counter (its throughput in the console).
+        let _: Result<(), _> = pipeline.incr_by(&keys.done, ids.len() as i64).await;
     }
     if let Err(err) = pipeline.all::<Vec<Value>>().await {
         tracing::warn!(error = %err, "could not acknowledge platform jobs; they may run again");

@@ -180,6 +180,13 @@ async fn dead_jobs_and_running_jobs_are_found_with_their_org() {
     })
     .await;
     assert!(dead_now, "the failing job never died");
+    // Finished entries are counted per queue (the console's jobs/s).
+    let counted = eventually(Duration::from_secs(5), || async {
+        let queue = jobs.queue(&QueueName::default_queue()).await.expect("queue");
+        queue.stats().await.is_ok_and(|s| s.done >= 1)
+    })
+    .await;
+    assert!(counted, "the dead job's entry was not counted as finished");
 
     let Message::QueueJobsLoaded(Ok(page)) = run(
         &state,
