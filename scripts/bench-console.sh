@@ -11,7 +11,8 @@
 #       live dashboard, sampled every minute for MINUTES (default 10)
 #       minutes, while an `orgstack worker` runs against the same database
 #       and prefix and `orgstack jobs enqueue` adds about RATE (default 2)
-#       jobs a second to 20 orgs
+#       jobs a second to 20 orgs (ORGSTACK_BIN and ADMIN_TUI_BIN skip the
+#       build and use those binaries)
 #
 # Same variables as scripts/seed-scale.sh (SCALE_DATABASE_URL,
 # SCALE_REDIS_URL, SCALE_REDIS_PREFIX). Needs tmux.
@@ -35,10 +36,14 @@ if [ "$MODE" != memory ]; then
 fi
 [ "$MODE" = frames ] && exit 0
 
-cargo build --release -q -p orgstack -p admin-tui
+# ORGSTACK_BIN and ADMIN_TUI_BIN may name binaries already built (such as
+# the bench build's orgstack-cli and admin-tui-cli, the same programs).
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/orgstack
-TUI=$TARGET/release/admin-tui
+if [ -z "${ORGSTACK_BIN:-}" ] || [ -z "${ADMIN_TUI_BIN:-}" ]; then
+  cargo build --release -q -p orgstack -p admin-tui
+fi
+BIN=${ORGSTACK_BIN:-$TARGET/release/orgstack}
+TUI=${ADMIN_TUI_BIN:-$TARGET/release/admin-tui}
 DIR=$(mktemp -d /tmp/orgstack-console.XXXXXX)
 chmod 755 "$DIR"
 VARS="DATABASE_URL=$SCALE_DATABASE_URL REDIS_URL=$SCALE_REDIS_URL REDIS_KEY_PREFIX=$SCALE_REDIS_PREFIX RUST_LOG=warn PATH=$PATH"
