@@ -431,10 +431,22 @@ impl Queue {
             return Ok(());
         }
         let pipeline = self.redis.pipeline();
+        self.ack_in(&pipeline, ids).await?;
+        let _: Vec<Value> = pipeline.all().await?;
+        Ok(())
+    }
+
+    /// Adds the acknowledgement of `ids` to `pipeline` (sent with the rest
+    /// of it): acknowledge, remove from the stream, count as finished. Every
+    /// acknowledgement goes through here, so the count is whole.
+    pub async fn ack_in(
+        &self,
+        pipeline: &fred::clients::Pipeline<fred::clients::Client>,
+        ids: &[String],
+    ) -> Result<(), fred::error::Error> {
         let _: () = pipeline.xack(&self.key, GROUP, ids.to_vec()).await?;
         let _: () = pipeline.xdel(&self.key, ids.to_vec()).await?;
         let _: () = pipeline.incr_by(&self.keys.done, ids.len() as i64).await?;
-        let _: Vec<Value> = pipeline.all().await?;
         Ok(())
     }
 

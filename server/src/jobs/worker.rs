@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use fred::interfaces::{HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface};
-use fred::prelude::StreamsInterface;
 use fred::types::Value;
 use tenancy::{Org, OrgId, OrgStatus, RedisKeys};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -1316,11 +1315,7 @@ async fn flush(
         let _: Result<(), _> = pipeline.srem(&shared.queues[queue].queue.keys().index, ids).await;
     }
     for (queue, ids) in &acks {
-        let keys = shared.queues[*queue].queue.keys();
-        let _: Result<(), _> = pipeline.xack(&keys.stream, crate::queue::GROUP, ids.clone()).await;
-        let _: Result<(), _> = pipeline.xdel(&keys.stream, ids.clone()).await;
-        // The queue's finished-entry counter (its throughput in the console).
-        let _: Result<(), _> = pipeline.incr_by(&keys.done, ids.len() as i64).await;
+        let _: Result<(), _> = shared.queues[*queue].queue.ack_in(&pipeline, ids).await;
     }
     let events: Vec<JobEvent> = changed.iter().map(JobEvent::of_change).collect();
     events::publish_in(&pipeline, jobs.keys(), org_id, &events).await;
@@ -1447,11 +1442,7 @@ async fn finish_platform(shared: &Arc<Shared>, done: Vec<Done>) {
         acks.entry(d.queue).or_default().push(d.entry.id.clone());
     }
     for (queue, ids) in &acks {
-        let keys = shared.queues[*queue].queue.keys();
-        let _: Result<(), _> = pipeline.xack(&keys.stream, crate::queue::GROUP, ids.clone()).await;
-        let _: Result<(), _> = pipeline.xdel(&keys.stream, ids.clone()).await;
-        // The queue's finished-entry counter (its throughput in the console).
-        let _: Result<(), _> = pipeline.incr_by(&keys.done, ids.len() as i64).await;
+        let _: Result<(), _> = shared.queues[*queue].queue.ack_in(&pipeline, ids).await;
     }
     if let Err(err) = pipeline.all::<Vec<Value>>().await {
         tracing::warn!(error = %err, "could not acknowledge platform jobs; they may run again");
