@@ -53,7 +53,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.jobs.clone(),
     );
     let hub = crate::jobs::events::Hub::new(redis.clone());
-    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags, jobs, hub })
+    let oidc = config
+        .oidc
+        .clone()
+        .map(|oidc| {
+            crate::oidc::Oidc::new(oidc, redis.clone(), RedisKeys::new(&config.redis_key_prefix))
+        })
+        .transpose()
+        .context("OpenID Connect client")?;
+    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags, jobs, hub, oidc })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).

@@ -76,6 +76,10 @@ pub struct Config {
     /// `AUTH_TRUSTED_HEADER` + `TRUSTED_PROXIES`: sign-in by a header set by
     /// a trusted reverse proxy (e.g. `X-NetID` behind a campus SSO proxy).
     pub trusted_header: Option<TrustedHeader>,
+    /// `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET`,
+    /// `OIDC_REDIRECT_URL` (all or none): sign-in with an OpenID Connect
+    /// provider at `/api/v1/auth/oidc/login`.
+    pub oidc: Option<OidcConfig>,
     /// `JOB_VISIBILITY_TIMEOUT_SECS`, `JOB_RETRY_BACKOFF_MS`,
     /// `JOB_RETRY_MAX_SECS`, `JOB_SWEEP_INTERVAL_SECS`, `JOB_RETENTION_DAYS`.
     pub jobs: crate::jobs::JobsConfig,
@@ -94,6 +98,19 @@ pub struct TrustedHeader {
     pub header: axum::http::HeaderName,
     /// Only requests from these networks may use it.
     pub proxies: Vec<ipnet::IpNet>,
+}
+
+/// OpenID Connect sign-in settings.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer URL exactly as the provider names itself (discovery reads
+    /// `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    /// This server's callback, `https://host/api/v1/auth/oidc/callback`, as
+    /// registered with the provider.
+    pub redirect_url: String,
 }
 
 /// The default admin password in development; production refuses it.
@@ -124,7 +141,12 @@ impl ConfigError {
 fn is_secret(var: &str) -> bool {
     matches!(
         var,
-        "DATABASE_URL" | "REDIS_URL" | "SECRET_KEY" | "DEFAULT_ADMIN_PASSWORD" | "SIGNUP_CODE"
+        "DATABASE_URL"
+            | "REDIS_URL"
+            | "SECRET_KEY"
+            | "DEFAULT_ADMIN_PASSWORD"
+            | "SIGNUP_CODE"
+            | "OIDC_CLIENT_SECRET"
     )
 }
 
@@ -214,6 +236,7 @@ impl Config {
                 Some(TrustedHeader { header, proxies })
             }
         };
+        let oidc = parse_oidc(&get, environment)?;
         Ok(Config {
             environment,
             database_url,
@@ -269,6 +292,7 @@ impl Config {
             ),
             signup_code: get("SIGNUP_CODE").map(SecretString::from),
             trusted_header,
+            oidc,
             jobs: crate::jobs::JobsConfig {
                 visibility_timeout: Duration::from_secs(parse_int(
                     &get,
@@ -344,6 +368,63 @@ impl Config {
             statement_cache_capacity: self.db_statement_cache,
         }
     }
+}
+
+fn parse_oidc(
+    get: &impl Fn(&str) -> Option<String>,
+    environment: Environment,
+) -> Result<Option<OidcConfig>, ConfigError> {
+    let Some(issuer) = get("OIDC_ISSUER") else {
+        for var in ["OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_REDIRECT_URL"] {
+            if get(var).is_some() {
+                return Err(ConfigError::new(
+                    "OIDC_ISSUER",
+                    None,
+                    format!("is required with {var}"),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let issuer = issuer.trim().to_owned();
+    // Plain http only to this machine (a provider in development or tests).
+    let web_url = |var: &'static str, value: &str| -> Result<(), ConfigError> {
+        match url::Url::parse(value) {
+            Ok(url)
+                if url.scheme() == "https"
+                    || (url.scheme() == "http"
+                        && (environment == Environment::Development
+                            || matches!(
+                                url.host_str(),
+                                Some("127.0.0.1" | "localhost" | "[::1]")
+                            ))) =>
+            {
+                Ok(())
+            }
+            _ => Err(ConfigError::new(
+                var,
+                Some(value),
+                "expected an https:// URL (http:// only in development)",
+            )),
+        }
+    };
+    web_url("OIDC_ISSUER", &issuer)?;
+    let client_id = get("OIDC_CLIENT_ID")
+        .ok_or_else(|| ConfigError::new("OIDC_CLIENT_ID", None, "is required with OIDC_ISSUER"))?;
+    let redirect_url = get("OIDC_REDIRECT_URL").ok_or_else(|| {
+        ConfigError::new(
+            "OIDC_REDIRECT_URL",
+            None,
+            "is required with OIDC_ISSUER (https://your-host/api/v1/auth/oidc/callback)",
+        )
+    })?;
+    web_url("OIDC_REDIRECT_URL", &redirect_url)?;
+    Ok(Some(OidcConfig {
+        issuer,
+        client_id: client_id.trim().to_owned(),
+        client_secret: get("OIDC_CLIENT_SECRET").map(SecretString::from),
+        redirect_url: redirect_url.trim().to_owned(),
+    }))
 }
 
 fn check_url(
@@ -457,6 +538,31 @@ mod tests {
             assert_eq!(err.var, var);
             assert_eq!(err.to_string(), message);
         }
+    }
+
+    #[test]
+    fn single_sign_on_takes_all_its_variables_and_web_urls() {
+        assert!(load(&[]).expect("none").oidc.is_none());
+        let err = load(&[("OIDC_CLIENT_ID", "orgstack")]).expect_err("issuer missing");
+        assert_eq!(err.to_string(), "OIDC_ISSUER: is required with OIDC_CLIENT_ID");
+        let err = load(&[("OIDC_ISSUER", "https://login.example.com")]).expect_err("no client");
+        assert_eq!(err.var, "OIDC_CLIENT_ID");
+        let full = [
+            ("ENVIRONMENT", "production"),
+            ("DEFAULT_ADMIN_PASSWORD", "not the development one"),
+            ("OIDC_ISSUER", "http://login.example.com"),
+            ("OIDC_CLIENT_ID", "orgstack"),
+            ("OIDC_CLIENT_SECRET", "s3cret-value"),
+            ("OIDC_REDIRECT_URL", "https://app.example.com/api/v1/auth/oidc/callback"),
+        ];
+        let err = load(&full).expect_err("plain http to another host in production");
+        assert_eq!(err.var, "OIDC_ISSUER");
+        let mut https = full;
+        https[2].1 = "https://login.example.com";
+        let config = load(&https).expect("valid");
+        let oidc = config.oidc.expect("configured");
+        assert_eq!(oidc.client_id, "orgstack");
+        assert!(!format!("{oidc:?}").contains("s3cret-value"), "the secret stays hidden");
     }
 
     #[test]

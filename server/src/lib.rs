@@ -18,6 +18,7 @@ pub mod http;
 pub mod jobs;
 pub mod local;
 pub mod locks;
+pub mod oidc;
 pub mod orgio;
 pub mod queue;
 pub mod redis;

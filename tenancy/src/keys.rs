@@ -126,6 +126,12 @@ impl RedisKeys {
         format!("{}:throttle:{}:{}", self.prefix, kind, subject)
     }
 
+    /// Short-lived sign-in state (`kind` such as `oidc-flow`), named by a
+    /// hash of its secret, never the secret itself.
+    pub fn auth_key(&self, kind: &str, hashed: &str) -> String {
+        format!("{}:auth:{}:{}", self.prefix, kind, hashed)
+    }
+
     /// A key holding data of one org: `{prefix}:org:{id}:{name}`.
     pub fn org_key(&self, org: OrgId, name: &str) -> String {
         format!("{}:org:{}:{}", self.prefix, org, name)

@@ -7,6 +7,7 @@
 //! is cloned from a template that already has the public lineage, so a test
 //! starts in tens of milliseconds; it is dropped when the context drops.
 
+pub mod oidc;
 pub mod scale;
 
 use std::net::SocketAddr;
@@ -471,13 +472,19 @@ impl Drop for TestApp {
 
 /// Serves the app for `config` on `127.0.0.1:0`: the listeners are bound
 /// before this returns, so requests can be sent at once.
-pub async fn spawn_app(mut config: Config) -> TestApp {
+pub async fn spawn_app(config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+    spawn_app_on(config, listener).await
+}
+
+/// Serves the app for `config` on `listener` (bound already, when the
+/// configuration must name the address, e.g. a sign-in callback).
+pub async fn spawn_app_on(mut config: Config, listener: tokio::net::TcpListener) -> TestApp {
     config.bind_addr = "127.0.0.1:0".parse().expect("addr");
     config.metrics_addr = "127.0.0.1:0".parse().expect("addr");
     orgstack::telemetry::metrics_handle();
     let state = orgstack::app::build_state(config).await.expect("app state");
     let listeners = orgstack::app::listen(&state).await.expect("cache listeners");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
     let addr = listener.local_addr().expect("api addr");
     let metrics_addr = metrics.local_addr().expect("metrics addr");

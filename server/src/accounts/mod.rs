@@ -5,6 +5,7 @@
 pub mod admin_keys;
 pub mod audit;
 pub mod auth;
+pub mod identities;
 pub mod invitations;
 pub mod members;
 pub mod password;

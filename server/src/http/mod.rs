@@ -12,6 +12,7 @@ mod flags;
 mod health;
 mod jobs;
 mod middleware;
+mod oidc;
 mod openapi;
 mod org;
 mod orgs;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub jobs: crate::jobs::Jobs,
     /// Shared pub/sub subscriptions for WebSockets.
     pub hub: crate::jobs::events::Hub,
+    /// Single sign-on, when `OIDC_ISSUER` is set.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,6 +107,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/oidc/login", get(oidc::login))
+        .route("/auth/oidc/callback", get(oidc::callback))
+        .route("/auth/oidc/exchange", post(oidc::exchange))
         .route("/me", get(auth::me))
         .route("/signup", post(signup::signup))
         .route("/invitations/{token}/accept", post(signup::accept))

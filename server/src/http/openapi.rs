@@ -6,7 +6,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, flags, health, jobs, orgs, schedules, signup};
+use super::{auth, flags, health, jobs, oidc, orgs, schedules, signup};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,9 @@ use super::{auth, flags, health, jobs, orgs, schedules, signup};
         health::readyz,
         auth::login,
         auth::logout,
+        oidc::login,
+        oidc::callback,
+        oidc::exchange,
         auth::me,
         signup::signup,
         signup::accept,

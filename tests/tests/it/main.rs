@@ -13,6 +13,7 @@ mod jobs;
 mod jobs_api;
 mod locks;
 mod migrate;
+mod oidc;
 mod onboarding;
 mod openapi;
 mod orgio;
