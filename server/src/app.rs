@@ -44,13 +44,35 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         redis.clone(),
         RedisKeys::new(&config.redis_key_prefix),
     );
+    let storage = crate::storage::Storage::from_config(&config.storage_or_default())
+        .context("file storage (STORAGE_URL / STORAGE_DIR)")?;
+    let mailer = crate::email::Mailer::from_config(
+        &config,
+        redis.clone(),
+        RedisKeys::new(&config.redis_key_prefix),
+    )
+    .context("email (SMTP_URL / EMAIL_FROM)")?;
     let jobs = crate::jobs::Jobs::new(
         db.clone(),
         redis.clone(),
         RedisKeys::new(&config.redis_key_prefix),
         orgs.clone(),
-        crate::jobs::Registry::standard(),
-        config.jobs.clone(),
+        crate::jobs::Registry::standard(&crate::jobs::handler::HandlerDeps {
+            storage: storage.clone(),
+            mailer: mailer.clone(),
+            recipients: config.notify_recipients(),
+            webhook_allow_private: config.webhook_allow_private,
+        }),
+        config.jobs_config(),
+    );
+    let webhooks = crate::webhooks::Webhooks::new(jobs.clone(), config.webhook_allow_private);
+    let files = crate::files::Files::new(
+        jobs.clone(),
+        storage,
+        crate::files::UploadRules {
+            max_bytes: config.max_upload_bytes,
+            allowed_types: config.upload_content_types.clone(),
+        },
     );
     let hub = crate::jobs::events::Hub::new(redis.clone());
     let oidc = config
@@ -61,7 +83,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         })
         .transpose()
         .context("OpenID Connect client")?;
-    Ok(AppState { config: Arc::new(config), db, redis, orgs, accounts, flags, jobs, hub, oidc })
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        orgs,
+        accounts,
+        flags,
+        jobs,
+        files,
+        webhooks,
+        mailer,
+        hub,
+        oidc,
+    })
 }
 
 /// Connects and waits for both servers (for CLI commands that need them now).

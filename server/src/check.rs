@@ -53,6 +53,23 @@ pub fn deploy_findings(config: &Config) -> Vec<Finding> {
     {
         add("DEFAULT_ADMIN_PASSWORD", "is the development default; set a strong one or unset it");
     }
+    if config.smtp_url.is_none() {
+        add(
+            "SMTP_URL",
+            "is not set; emails (invitations, password resets, error reports) are only logged",
+        );
+    }
+    match &config.storage {
+        Some(crate::config::StorageConfig::Filesystem { dir }) if dir.is_relative() => add(
+            "STORAGE_DIR",
+            "is a relative path; give an absolute one on a backed-up volume (or STORAGE_URL)",
+        ),
+        None => add(
+            "STORAGE_DIR",
+            "is not set (files go to ./data/files); give an absolute path on a backed-up volume, or STORAGE_URL",
+        ),
+        _ => {}
+    }
     if !config.metrics_addr.ip().is_loopback() {
         add(
             "METRICS_ADDR",
@@ -89,6 +106,8 @@ mod tests {
                 "REDIS_URL",
                 "SECRET_KEY",
                 "DEFAULT_ADMIN_PASSWORD",
+                "SMTP_URL",
+                "STORAGE_DIR",
                 "METRICS_ADDR"
             ]
         );
@@ -101,6 +120,8 @@ mod tests {
             ("DATABASE_URL", "postgres://app:pw@db/orgstack"),
             ("REDIS_URL", "redis://cache:6379"),
             ("SECRET_KEY", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ("SMTP_URL", "smtps://mail.internal:465"),
+            ("STORAGE_URL", "s3://bucket/orgstack"),
         ]));
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].setting, "SECRET_KEY");
@@ -113,6 +134,8 @@ mod tests {
             ("DATABASE_URL", "postgres://app:pw@db/orgstack"),
             ("REDIS_URL", "redis://cache:6379"),
             ("SECRET_KEY", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+            ("SMTP_URL", "smtp://mail.internal:587?tls=required"),
+            ("STORAGE_DIR", "/var/lib/orgstack/files"),
         ]));
         assert_eq!(findings, []);
     }

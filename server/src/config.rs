@@ -80,6 +80,31 @@ pub struct Config {
     /// `OIDC_REDIRECT_URL` (all or none): sign-in with an OpenID Connect
     /// provider at `/api/v1/auth/oidc/login`.
     pub oidc: Option<OidcConfig>,
+    /// `STORAGE_URL` (`s3://bucket/prefix`) with `STORAGE_ENDPOINT`,
+    /// `STORAGE_REGION`, `STORAGE_ACCESS_KEY_ID`, `STORAGE_SECRET_ACCESS_KEY`;
+    /// else `STORAGE_DIR`. `None`: neither was set (`data/files`, or the
+    /// data folder of `orgstack dev`).
+    pub storage: Option<StorageConfig>,
+    /// `SMTP_URL`: where email goes (`smtps://user:pass@host:465`,
+    /// `smtp://host:587?tls=required`, ...); unset, to the log and the dev
+    /// mailbox.
+    pub smtp_url: Option<SecretString>,
+    /// `EMAIL_FROM`: the sender of every email (`Name <address>`).
+    pub email_from: String,
+    /// `PUBLIC_URL`: this server as users reach it, for links in emails
+    /// (default `http://` + `BIND_ADDR`).
+    pub public_url: String,
+    /// `ADMIN_EMAILS`: who is emailed about server errors and dead jobs.
+    pub admin_emails: Vec<String>,
+    /// `DISCORD_WEBHOOK_URL`: a Discord channel told about them too.
+    pub discord_webhook_url: Option<SecretString>,
+    /// `WEBHOOK_ALLOW_PRIVATE`: let webhooks call private, loopback and
+    /// link-local addresses (off: only public ones).
+    pub webhook_allow_private: bool,
+    /// `MAX_UPLOAD_BYTES`: the largest file accepted (default 100 MiB).
+    pub max_upload_bytes: u64,
+    /// `UPLOAD_CONTENT_TYPES`: the types (sniffed from the bytes) accepted.
+    pub upload_content_types: Vec<String>,
     /// `JOB_VISIBILITY_TIMEOUT_SECS`, `JOB_RETRY_BACKOFF_MS`,
     /// `JOB_RETRY_MAX_SECS`, `JOB_SWEEP_INTERVAL_SECS`, `JOB_RETENTION_DAYS`.
     pub jobs: crate::jobs::JobsConfig,
@@ -112,6 +137,30 @@ pub struct OidcConfig {
     /// registered with the provider.
     pub redirect_url: String,
 }
+
+/// Where uploaded files are kept.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// A folder on this machine.
+    Filesystem { dir: std::path::PathBuf },
+    /// An S3-compatible service.
+    S3 {
+        bucket: String,
+        /// Keys go under this path in the bucket (may be empty).
+        prefix: String,
+        /// For services other than AWS (MinIO, Ceph, R2...): their URL.
+        endpoint: Option<String>,
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<SecretString>,
+    },
+}
+
+/// Where files go when nothing is configured.
+pub const DEFAULT_STORAGE_DIR: &str = "data/files";
+
+/// Upload types accepted unless `UPLOAD_CONTENT_TYPES` says otherwise.
+pub const DEFAULT_UPLOAD_TYPES: &str = "application/pdf,image/png,image/jpeg,image/gif,image/webp,text/plain,text/csv,text/markdown,application/json,application/zip";
 
 /// The default admin password in development; production refuses it.
 pub const DEV_ADMIN_PASSWORD: &str = "orgstack-dev-password";
@@ -147,6 +196,10 @@ fn is_secret(var: &str) -> bool {
             | "DEFAULT_ADMIN_PASSWORD"
             | "SIGNUP_CODE"
             | "OIDC_CLIENT_SECRET"
+            | "STORAGE_SECRET_ACCESS_KEY"
+            | "SMTP_URL"
+            | "DISCORD_WEBHOOK_URL"
+            | "AWS_SECRET_ACCESS_KEY"
     )
 }
 
@@ -237,11 +290,78 @@ impl Config {
             }
         };
         let oidc = parse_oidc(&get, environment)?;
+        let storage = parse_storage(&get)?;
+        let smtp_url = get("SMTP_URL")
+            .map(|url| check_url("SMTP_URL", url, &["smtp", "smtps"]))
+            .transpose()?;
+        let email_from = get("EMAIL_FROM")
+            .unwrap_or_else(|| "Orgstack <orgstack@localhost>".to_owned())
+            .trim()
+            .to_owned();
+        if email_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::new(
+                "EMAIL_FROM",
+                Some(&email_from),
+                "expected an address such as Orgstack <noreply@example.com>",
+            ));
+        }
+        let admin_emails: Vec<String> = get("ADMIN_EMAILS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if let Some(bad) =
+            admin_emails.iter().find(|e| e.parse::<lettre::message::Mailbox>().is_err())
+        {
+            return Err(ConfigError::new(
+                "ADMIN_EMAILS",
+                Some(bad),
+                "expected comma-separated email addresses",
+            ));
+        }
+        let discord_webhook_url = get("DISCORD_WEBHOOK_URL")
+            .map(|url| check_url("DISCORD_WEBHOOK_URL", url, &["https", "http"]))
+            .transpose()?;
+        let bind_addr = parse_addr(&get, "BIND_ADDR", "127.0.0.1:8080")?;
+        let public_url = match get("PUBLIC_URL") {
+            None => format!("http://{bind_addr}"),
+            Some(url) => {
+                let trimmed = url.trim().trim_end_matches('/').to_owned();
+                match url::Url::parse(&trimmed) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                        trimmed
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            "PUBLIC_URL",
+                            Some(&url),
+                            "expected the site's address, such as https://orgstack.example.com",
+                        ));
+                    }
+                }
+            }
+        };
+        let upload_content_types: Vec<String> = get("UPLOAD_CONTENT_TYPES")
+            .unwrap_or_else(|| DEFAULT_UPLOAD_TYPES.to_owned())
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(bad) = upload_content_types.iter().find(|t| {
+            t.split_once('/').is_none_or(|(a, b)| a.is_empty() || b.is_empty() || b.contains('/'))
+        }) {
+            return Err(ConfigError::new(
+                "UPLOAD_CONTENT_TYPES",
+                Some(bad),
+                "expected comma-separated media types such as image/png,application/pdf",
+            ));
+        }
         Ok(Config {
             environment,
             database_url,
             redis_url,
-            bind_addr: parse_addr(&get, "BIND_ADDR", "127.0.0.1:8080")?,
+            bind_addr,
             metrics_addr: parse_addr(&get, "METRICS_ADDR", "127.0.0.1:9464")?,
             db_pool_size: parse_int(&get, "DB_POOL_SIZE", 10, 1, 1000)?,
             db_connect_timeout: Duration::from_secs(parse_int(
@@ -293,6 +413,15 @@ impl Config {
             signup_code: get("SIGNUP_CODE").map(SecretString::from),
             trusted_header,
             oidc,
+            storage,
+            smtp_url,
+            email_from,
+            public_url,
+            admin_emails,
+            discord_webhook_url,
+            webhook_allow_private: parse_bool(&get, "WEBHOOK_ALLOW_PRIVATE", false)?,
+            max_upload_bytes: parse_int(&get, "MAX_UPLOAD_BYTES", 100 << 20, 1, 1 << 40)?,
+            upload_content_types,
             jobs: crate::jobs::JobsConfig {
                 visibility_timeout: Duration::from_secs(parse_int(
                     &get,
@@ -324,6 +453,7 @@ impl Config {
                 )?),
                 retention_days: parse_int(&get, "JOB_RETENTION_DAYS", 14, 1, 3650)?,
                 org_retention_days: parse_int(&get, "ORG_RETENTION_DAYS", 30, 1, 3650)?,
+                report_failures: false,
             },
             worker_concurrency: parse_int(&get, "WORKER_CONCURRENCY", 10, 1, 10_000)?,
             worker_queues: match get("WORKER_QUEUES") {
@@ -334,6 +464,32 @@ impl Config {
                     Some(spec)
                 }
             },
+        })
+    }
+
+    /// The job settings, with failure reports on when someone hears them.
+    pub fn jobs_config(&self) -> crate::jobs::JobsConfig {
+        crate::jobs::JobsConfig {
+            report_failures: !self.admin_emails.is_empty() || self.discord_webhook_url.is_some(),
+            ..self.jobs.clone()
+        }
+    }
+
+    /// Where error reports go.
+    pub fn notify_recipients(&self) -> crate::notify::Recipients {
+        crate::notify::Recipients {
+            admin_emails: self.admin_emails.clone(),
+            discord_webhook_url: self
+                .discord_webhook_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
+        }
+    }
+
+    /// The storage to use: the configured one, else [`DEFAULT_STORAGE_DIR`].
+    pub fn storage_or_default(&self) -> StorageConfig {
+        self.storage.clone().unwrap_or_else(|| StorageConfig::Filesystem {
+            dir: std::path::PathBuf::from(DEFAULT_STORAGE_DIR),
         })
     }
 
@@ -367,6 +523,51 @@ impl Config {
             debug_sql: self.debug_sql,
             statement_cache_capacity: self.db_statement_cache,
         }
+    }
+}
+
+fn parse_storage(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<StorageConfig>, ConfigError> {
+    let Some(raw) = get("STORAGE_URL") else {
+        return Ok(get("STORAGE_DIR")
+            .map(|dir| StorageConfig::Filesystem { dir: std::path::PathBuf::from(dir.trim()) }));
+    };
+    let problem = "expected s3://bucket[/prefix] or file:///absolute/folder";
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| ConfigError::new("STORAGE_URL", Some(&raw), problem))?;
+    match url.scheme() {
+        "file" => Ok(Some(StorageConfig::Filesystem { dir: std::path::PathBuf::from(url.path()) })),
+        "s3" => {
+            let bucket = url
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| ConfigError::new("STORAGE_URL", Some(&raw), problem))?;
+            let endpoint =
+                get("STORAGE_ENDPOINT").map(|e| e.trim().trim_end_matches('/').to_owned());
+            if let Some(endpoint) = &endpoint
+                && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            {
+                return Err(ConfigError::new(
+                    "STORAGE_ENDPOINT",
+                    Some(endpoint),
+                    "expected the service's URL, such as https://s3.example.com",
+                ));
+            }
+            Ok(Some(StorageConfig::S3 {
+                bucket: bucket.to_owned(),
+                prefix: url.path().trim_matches('/').to_owned(),
+                endpoint,
+                region: get("STORAGE_REGION")
+                    .or_else(|| get("AWS_REGION"))
+                    .unwrap_or_else(|| "us-east-1".to_owned()),
+                access_key_id: get("STORAGE_ACCESS_KEY_ID").or_else(|| get("AWS_ACCESS_KEY_ID")),
+                secret_access_key: get("STORAGE_SECRET_ACCESS_KEY")
+                    .or_else(|| get("AWS_SECRET_ACCESS_KEY"))
+                    .map(SecretString::from),
+            }))
+        }
+        _ => Err(ConfigError::new("STORAGE_URL", Some(&raw), problem)),
     }
 }
 

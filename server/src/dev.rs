@@ -111,6 +111,10 @@ pub async fn run(mut config: Config, args: DevArgs) -> anyhow::Result<()> {
     let mut services = start_services(&config, &args.data_dir).await?;
     config.database_url = Some(SecretString::from(services.database_url.clone()));
     config.redis_url = Some(SecretString::from(services.redis_url.clone()));
+    if config.storage.is_none() {
+        config.storage =
+            Some(crate::config::StorageConfig::Filesystem { dir: args.data_dir.join("files") });
+    }
     let bind = config.bind_addr;
     let metrics = config.metrics_addr;
     let state_admin_email = config.default_admin_email.clone();

@@ -166,6 +166,9 @@ impl From<crate::accounts::AccountsError> for ApiError {
             E::InvitationExpired => {
                 ApiError::new(StatusCode::GONE, "invitation_expired", err.to_string())
             }
+            E::InvalidResetToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_reset_token", err.to_string())
+            }
             E::SignInToAccept => {
                 ApiError::new(StatusCode::CONFLICT, "sign_in_to_accept", err.to_string())
             }

@@ -2,8 +2,10 @@
 //! into a new org.
 //!
 //! The archive is a gzipped tar holding `manifest.json` (the org, the org
-//! lineage version its tables are at, each table with its row count, and
-//! the members by email and role) and `tables/<name>.csv`: each table of
+//! lineage version its tables are at, each table with its row count, the
+//! members by email and role, and each stored file with its size and
+//! SHA-256), `files/<file id>` (the bytes of each file, from storage) and
+//! `tables/<name>.csv`: each table of
 //! the org's schema as `COPY … (FORMAT csv, HEADER)`, read in one
 //! repeatable-read transaction, so the tables agree with each other.
 //! Tables are listed parents first (by their foreign keys), which is the
@@ -43,6 +45,20 @@ pub struct Manifest {
     /// Parents first.
     pub tables: Vec<ExportedTable>,
     pub members: Vec<ExportedMember>,
+    /// The bytes of each row of `files`, under `files/<id>`.
+    #[serde(default)]
+    pub files: Vec<ExportedFile>,
+    /// Rows of `files` whose bytes were missing from storage at export.
+    #[serde(default)]
+    pub missing_files: Vec<uuid::Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedFile {
+    pub id: uuid::Uuid,
+    pub bytes: u64,
+    /// Hex SHA-256 of the bytes (checked again at import).
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +87,8 @@ pub struct ImportReport {
     pub org: Org,
     pub rows: u64,
     pub members_added: usize,
+    /// Files whose bytes were stored for the new org.
+    pub files: usize,
     /// Members of the exported org with no user here (by email).
     pub members_missing: Vec<String>,
 }
@@ -169,6 +187,30 @@ pub async fn export(state: &AppState, slug: &Slug, out: &Path) -> anyhow::Result
         tracing::debug!(table, bytes, newlines, "table exported");
         exported.push(ExportedTable { name: table, rows: rows as u64 });
     }
+    // The bytes of the files the exported rows name (the same snapshot).
+    let mut files = Vec::new();
+    let mut missing_files = Vec::new();
+    if exported.iter().any(|t| t.name == "files") {
+        std::fs::create_dir(work.path().join("files"))?;
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM {} ORDER BY id",
+            schema.qualify("files")
+        )))
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in ids {
+            let path = work.path().join("files").join(id.to_string());
+            match copy_out(state, &org, id, &path).await {
+                Ok((bytes, sha256)) => files.push(ExportedFile { id, bytes, sha256 }),
+                Err(CopyOut::Missing) => {
+                    tracing::warn!(org = %org.slug, file_id = %id, "a file's bytes are missing from storage; exporting its record only");
+                    missing_files.push(id);
+                }
+                Err(CopyOut::Failed(err)) => return Err(err),
+            }
+        }
+    }
     let members = state
         .accounts
         .list_members(&org)
@@ -189,6 +231,8 @@ pub async fn export(state: &AppState, slug: &Slug, out: &Path) -> anyhow::Result
         org_version: org.org_version,
         tables: exported,
         members,
+        files,
+        missing_files,
     };
     std::fs::write(work.path().join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
 
@@ -196,6 +240,92 @@ pub async fn export(state: &AppState, slug: &Slug, out: &Path) -> anyhow::Result
     let folder = work.path().to_owned();
     tokio::task::spawn_blocking(move || write_archive(&folder, &out)).await??;
     Ok(manifest)
+}
+
+enum CopyOut {
+    Missing,
+    Failed(anyhow::Error),
+}
+
+/// Streams file `id` of `org` from storage to `path`: (bytes, hex SHA-256).
+async fn copy_out(
+    state: &AppState,
+    org: &Org,
+    id: uuid::Uuid,
+    path: &Path,
+) -> Result<(u64, String), CopyOut> {
+    use sha2::Digest;
+    let storage = state.files.storage();
+    let read = match storage.read(&storage.key(org.id, id), None).await {
+        Ok(read) => read,
+        Err(crate::storage::StorageError::NotFound) => return Err(CopyOut::Missing),
+        Err(err) => return Err(CopyOut::Failed(err.into())),
+    };
+    let copy = async {
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut bytes = 0u64;
+        let mut stream = read.stream;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        anyhow::Ok((bytes, hex(&hasher.finalize())))
+    };
+    copy.await.map_err(CopyOut::Failed)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stores the archive's files for `org`, checking each one's SHA-256.
+async fn store_files(
+    state: &AppState,
+    org: &Org,
+    manifest: &Manifest,
+    folder: &Path,
+) -> anyhow::Result<usize> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let storage = state.files.storage();
+    for exported in &manifest.files {
+        let path = folder.join("files").join(exported.id.to_string());
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .with_context(|| format!("the archive lacks the bytes of file {}", exported.id))?;
+        let mut writer = storage.writer(&storage.key(org.id, exported.id));
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let copied: anyhow::Result<()> = async {
+            loop {
+                let n = file.read(&mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                writer.write(bytes::Bytes::copy_from_slice(&buffer[..n])).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let digest = hex(&hasher.finalize());
+        match copied {
+            Ok(()) if digest == exported.sha256 => writer.finish().await?,
+            Ok(()) => {
+                writer.abort().await;
+                bail!("file {} in the archive is damaged (its SHA-256 differs)", exported.id);
+            }
+            Err(err) => {
+                writer.abort().await;
+                return Err(err);
+            }
+        }
+    }
+    Ok(manifest.files.len())
 }
 
 /// `folder` (manifest first, then the tables) as a gzipped tar at `out`,
@@ -208,6 +338,9 @@ fn write_archive(folder: &Path, out: &Path) -> anyhow::Result<()> {
         tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
     tar.append_path_with_name(folder.join("manifest.json"), "manifest.json")?;
     tar.append_dir_all("tables", folder.join("tables"))?;
+    if folder.join("files").is_dir() {
+        tar.append_dir_all("files", folder.join("files"))?;
+    }
     tar.into_inner()?.finish()?.sync_all()?;
     std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
@@ -263,18 +396,30 @@ pub async fn import(
             bail!("the archive lacks the data of table {:?}", table.name);
         }
     }
+    for file in &manifest.files {
+        if !work.path().join("files").join(file.id.to_string()).is_file() {
+            bail!("the archive lacks the bytes of file {}", file.id);
+        }
+    }
     let org = state.orgs.create(name.unwrap_or(&manifest.org.name), slug).await?;
-    match load(state, &org, &manifest, work.path()).await {
-        Ok(rows) => {
+    let loaded = async {
+        let rows = load(state, &org, &manifest, work.path()).await?;
+        let files = store_files(state, &org, &manifest, work.path()).await?;
+        anyhow::Ok((rows, files))
+    };
+    match loaded.await {
+        Ok((rows, files)) => {
             state.accounts.record_org_created(actor, &org).await?;
             let (added, missing) = add_members(state, actor, &org, &manifest.members).await?;
-            Ok(ImportReport { org, rows, members_added: added, members_missing: missing })
+            Ok(ImportReport { org, rows, members_added: added, files, members_missing: missing })
         }
         Err(err) => {
             // Leave nothing half-imported behind.
             let cleanup = async {
                 state.orgs.soft_delete(&org.slug).await?;
-                state.orgs.purge(&org.slug, false).await
+                state.orgs.purge(&org.slug, false).await?;
+                state.files.purge_org(org.id).await?;
+                anyhow::Ok(())
             };
             if let Err(cleanup_err) = cleanup.await {
                 tracing::error!(org = %org.slug, error = %cleanup_err, "could not remove a failed import");

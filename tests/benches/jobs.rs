@@ -136,7 +136,22 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
     let orgs = OrgRegistry::new(pool.clone(), redis.clone(), keys.clone(), Lineage::org());
     let org = orgs.create("Bench", &Slug::parse("bench")?).await?;
     let stamps = Stamp::default();
-    let mut registry = Registry::standard();
+    let files = tempfile::tempdir()?;
+    let storage =
+        orgstack::storage::Storage::from_config(&orgstack::config::StorageConfig::Filesystem {
+            dir: files.path().to_owned(),
+        })?;
+    let mailer = orgstack::email::Mailer::from_config(
+        &orgstack::config::Config::from_lookup(|_| None)?,
+        redis.clone(),
+        keys.clone(),
+    )?;
+    let mut registry = Registry::standard(&orgstack::jobs::handler::HandlerDeps {
+        storage,
+        mailer,
+        recipients: Default::default(),
+        webhook_allow_private: false,
+    });
     registry.register(stamps.clone());
     let first = First::default();
     registry.register(first.clone());

@@ -8,7 +8,9 @@
 //! starts in tens of milliseconds; it is dropped when the context drops.
 
 pub mod oidc;
+pub mod s3;
 pub mod scale;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -159,6 +161,8 @@ pub struct TestContext {
     pub redis: fred::clients::Client,
     pub keys: RedisKeys,
     pub config: Config,
+    /// Where this test's files are stored (`STORAGE_DIR`).
+    pub files_dir: tempfile::TempDir,
 }
 
 impl TestContext {
@@ -184,7 +188,10 @@ impl TestContext {
         let redis = orgstack::redis::connect(&servers.redis_url, Duration::from_secs(10))
             .await
             .expect("test redis");
+        let files_dir = tempfile::tempdir().expect("files dir");
+        let storage_dir = files_dir.path().to_str().expect("utf-8 temp dir").to_owned();
         let config = config_with(&[
+            ("STORAGE_DIR", &storage_dir),
             ("DATABASE_URL", &database_url),
             ("REDIS_URL", &servers.redis_url),
             ("REDIS_KEY_PREFIX", &prefix),
@@ -199,6 +206,7 @@ impl TestContext {
             redis,
             keys: RedisKeys::new(prefix),
             config,
+            files_dir,
         }
     }
 
@@ -261,8 +269,19 @@ impl TestContext {
             self.redis.clone(),
             self.keys.clone(),
             self.registry(),
-            Registry::standard(),
-            self.config.jobs.clone(),
+            Registry::standard(&orgstack::jobs::handler::HandlerDeps {
+                storage: orgstack::storage::Storage::from_config(&self.config.storage_or_default())
+                    .expect("test storage"),
+                mailer: orgstack::email::Mailer::from_config(
+                    &self.config,
+                    self.redis.clone(),
+                    self.keys.clone(),
+                )
+                .expect("test mailer"),
+                recipients: self.config.notify_recipients(),
+                webhook_allow_private: self.config.webhook_allow_private,
+            }),
+            self.config.jobs_config(),
         )
     }
 
@@ -316,6 +335,7 @@ impl TestContext {
             ("RUST_LOG", "warn".to_owned()),
             ("JOB_VISIBILITY_TIMEOUT_SECS", TEST_VISIBILITY_SECS.to_owned()),
             ("JOB_RETRY_BACKOFF_MS", TEST_BACKOFF_MS.to_owned()),
+            ("STORAGE_DIR", self.files_dir.path().display().to_string()),
         ]
     }
 
@@ -519,6 +539,21 @@ impl TestWorker {
             jobs,
             WorkerOptions {
                 queues: vec![(QueueName::default_queue(), 1)],
+                concurrency,
+                autoscale: None,
+                shutdown_timeout: Duration::from_secs(10),
+            },
+        )
+    }
+
+    /// A worker on every registered kind's queue (as `orgstack worker`
+    /// runs by default), not only `default`.
+    pub fn start_all(jobs: &Jobs, concurrency: usize) -> Self {
+        let queues = jobs.registry().queues().into_iter().map(|q| (q, 1)).collect();
+        Self::start_with(
+            jobs,
+            WorkerOptions {
+                queues,
                 concurrency,
                 autoscale: None,
                 shutdown_timeout: Duration::from_secs(10),

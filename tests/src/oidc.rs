@@ -54,7 +54,8 @@ fn start() -> anyhow::Result<Provider> {
         anyhow::ensure!(status.success(), "npm ci in tests/oidc failed: {status}");
     }
     // Its complaints go to a file beside the test's other scratch files.
-    let log = std::env::temp_dir().join(format!("orgstack-oidc-provider-{}.log", std::process::id()));
+    let log =
+        std::env::temp_dir().join(format!("orgstack-oidc-provider-{}.log", std::process::id()));
     let mut child = Command::new("node")
         .arg("provider.js")
         .current_dir(&dir)

@@ -134,6 +134,9 @@ async fn run_one(command: Command, state: &AppState, operator: &Actor) -> Messag
                 let parsed = parse_slug(&slug)?;
                 let org = state.orgs.by_slug(&parsed).await?;
                 let report = state.orgs.purge(&parsed, false).await?;
+                if let Some(org) = &org {
+                    state.files.purge_org(org.id).await?;
+                }
                 let mut conn = state.db.acquire().await?;
                 let details = serde_json::json!({
                     "slug": slug, "tables": report.tables, "redis_keys": report.redis_keys,

@@ -9,6 +9,7 @@ pub mod identities;
 pub mod invitations;
 pub mod members;
 pub mod password;
+pub mod password_reset;
 pub mod tokens;
 pub mod users;
 
@@ -168,6 +169,8 @@ pub enum AccountsError {
     InvitationExpired,
     #[error("an account with this email exists; sign in, then accept the invitation")]
     SignInToAccept,
+    #[error("this reset link is unknown, used or expired; ask for a new one")]
+    InvalidResetToken,
     #[error(transparent)]
     Tenancy(#[from] tenancy::TenancyError),
     #[error("database error: {0}")]

@@ -19,7 +19,10 @@ use crate::app;
 use crate::config::Config;
 
 mod admin_keys;
+mod email;
+mod files;
 mod jobs;
+mod webhooks;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +59,15 @@ pub enum Command {
     /// List and set feature flags (globally or for one org).
     #[command(subcommand)]
     Flags(FlagsCommand),
+    /// List an org's webhooks and their deliveries; replay a delivery.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
+    /// Send a test email.
+    #[command(subcommand)]
+    Email(email::EmailCommand),
+    /// List an org's files; purge them.
+    #[command(subcommand)]
+    Files(files::FilesCommand),
     /// Run jobs from the queues (Celery's worker).
     Worker(jobs::WorkerArgs),
     /// Fire cron schedules and run the recovery sweep (Celery beat); one
@@ -529,6 +541,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             jobs::scheduler(config).await?;
         }
         Command::Jobs(cmd) => jobs::jobs(&mut out, config, cmd).await?,
+        Command::Files(cmd) => files::files(&mut out, config, cmd).await?,
+        Command::Email(cmd) => email::email(&mut out, config, cmd).await?,
+        Command::Webhooks(cmd) => webhooks::webhooks(&mut out, config, cmd).await?,
         Command::Queues(args) => jobs::queues(&mut out, config, args).await?,
         Command::Workers { json } => jobs::workers(&mut out, config, json).await?,
     }
@@ -797,23 +812,38 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
             let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
             writeln!(
                 out,
-                "exported org '{slug}' to {}: {} tables, {rows} rows, {} members (org lineage version {})",
+                "exported org '{slug}' to {}: {} tables, {rows} rows, {} members, {} files (org lineage version {})",
                 file.display(),
                 manifest.tables.len(),
                 manifest.members.len(),
+                manifest.files.len(),
                 manifest.org_version
             )?;
+            if !manifest.missing_files.is_empty() {
+                writeln!(
+                    out,
+                    "warning: {} files are recorded but their bytes are missing from storage (records exported): {}",
+                    manifest.missing_files.len(),
+                    manifest
+                        .missing_files
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?;
+            }
         }
         OrgCommand::Import { file, slug, name } => {
             let report =
                 crate::orgio::import(&state, &Actor::Cli, &file, &slug, name.as_deref()).await?;
             writeln!(
                 out,
-                "imported {} into org '{}' ({}): {} rows, {} members added",
+                "imported {} into org '{}' ({}): {} rows, {} files, {} members added",
                 file.display(),
                 report.org.slug,
                 report.org.name,
                 report.rows,
+                report.files,
                 report.members_added
             )?;
             if !report.members_missing.is_empty() {
@@ -825,11 +855,23 @@ async fn org(out: &mut impl Write, config: Config, cmd: OrgCommand) -> anyhow::R
             }
         }
         OrgCommand::Purge { slug, yes } => {
+            let org_id: Option<uuid::Uuid> =
+                sqlx::query_scalar("SELECT id FROM public.orgs WHERE slug = $1")
+                    .bind(slug.as_str())
+                    .fetch_optional(&state.db)
+                    .await?;
             let report = orgs.purge(&slug, !yes).await?;
+            // Its stored files go with it (after the schema, so a failed
+            // purge never leaves rows pointing at missing bytes).
+            let stored = match org_id.map(tenancy::OrgId::from_uuid) {
+                Some(id) if yes => state.files.purge_org(id).await?,
+                Some(id) => state.files.storage().list_org(id).await?.len(),
+                None => 0,
+            };
             let verb = if yes { "purged" } else { "dry run: would purge" };
             writeln!(
                 out,
-                "{verb} org '{}': drop schema {} ({} tables), delete its row and {} Redis keys{}",
+                "{verb} org '{}': drop schema {} ({} tables), delete its row, {} Redis keys and {stored} stored files{}",
                 report.slug,
                 report.schema,
                 report.tables,

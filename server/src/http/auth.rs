@@ -98,3 +98,62 @@ pub async fn me(
         }
     }
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// Always 202, whether or not the email names a user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PasswordResetAccepted {
+    pub detail: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password_reset", tag = "auth", request_body = PasswordResetRequest, responses((status = 202, description = "Always: when the email names an active user, a single-use link valid one hour is emailed (at most three an hour)", body = PasswordResetAccepted)))]
+pub async fn password_reset(
+    State(state): State<super::AppState>,
+    ApiJson(body): ApiJson<PasswordResetRequest>,
+) -> (StatusCode, Json<PasswordResetAccepted>) {
+    // The answer and its timing are the same for every email: the work
+    // happens after it.
+    tokio::spawn(async move {
+        if let Err(err) = send_reset(&state, &body.email).await {
+            tracing::error!(error = %err, "password reset: could not start or send");
+        }
+    });
+    (
+        StatusCode::ACCEPTED,
+        Json(PasswordResetAccepted {
+            detail: "If an account uses this email, a link to reset its password is on its way.",
+        }),
+    )
+}
+
+async fn send_reset(state: &super::AppState, email: &str) -> anyhow::Result<()> {
+    let Some(reset) = state.accounts.start_password_reset(email).await? else {
+        return Ok(());
+    };
+    let reset_url = format!("{}/reset-password#token={}", state.mailer.public_url(), reset.token);
+    let context = serde_json::json!({ "email": reset.user.email, "reset_url": reset_url });
+    state
+        .mailer
+        .enqueue(&state.jobs, "password_reset", std::slice::from_ref(&reset.user.email), &context)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password_reset/{token}", tag = "auth", params(("token" = String, Path, description = "The token from the emailed link")), request_body = NewPassword, responses((status = 204, description = "Password set; every session of the user ended; the link is spent"), (status = 400, description = "Unknown, used or expired link (`invalid_reset_token`)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "The password fails the policy", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn finish_password_reset(
+    State(accounts): State<Accounts>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    accounts.finish_password_reset(&token, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

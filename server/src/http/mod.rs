@@ -7,7 +7,9 @@
 
 mod assets;
 mod auth;
+mod devmail;
 pub mod extract;
+mod files;
 mod flags;
 mod health;
 mod jobs;
@@ -18,6 +20,7 @@ mod org;
 mod orgs;
 mod schedules;
 mod signup;
+mod webhooks;
 
 use axum::serve::ListenerExt;
 use std::future::Future;
@@ -50,6 +53,9 @@ pub struct AppState {
     pub accounts: crate::accounts::auth::Accounts,
     pub flags: crate::flags::Flags,
     pub jobs: crate::jobs::Jobs,
+    pub files: crate::files::Files,
+    pub webhooks: crate::webhooks::Webhooks,
+    pub mailer: crate::email::Mailer,
     /// Shared pub/sub subscriptions for WebSockets.
     pub hub: crate::jobs::events::Hub,
     /// Single sign-on, when `OIDC_ISSUER` is set.
@@ -87,6 +93,23 @@ pub fn router(state: AppState) -> Router {
         .route("/flags", get(flags::org_flags))
         .route("/flags/{name}", axum::routing::put(flags::set_for_org).delete(flags::clear_for_org))
         .route("/invitations", get(orgs::list_invitations).post(orgs::invite))
+        .route(
+            "/files",
+            get(files::list).post(files::upload).layer(DefaultBodyLimit::max(
+                usize::try_from(state.config.max_upload_bytes.saturating_add(1 << 20))
+                    .unwrap_or(usize::MAX),
+            )),
+        )
+        .route("/files/{file_id}", get(files::get).delete(files::delete))
+        .route("/files/{file_id}/content", get(files::content))
+        .route("/files/{file_id}/process", post(files::process))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{webhook_id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/webhooks/{webhook_id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", post(webhooks::replay))
         .route("/jobs", get(jobs::list).post(jobs::enqueue))
         .route("/jobs/{job_id}", get(jobs::get).delete(jobs::discard))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel))
@@ -107,6 +130,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/password_reset", post(auth::password_reset))
+        .route("/auth/password_reset/{token}", post(auth::finish_password_reset))
         .route("/auth/oidc/login", get(oidc::login))
         .route("/auth/oidc/callback", get(oidc::callback))
         .route("/auth/oidc/exchange", post(oidc::exchange))
@@ -123,12 +148,22 @@ pub fn router(state: AppState) -> Router {
         utoipa_swagger_ui::SwaggerUi::new("/api/docs")
             .url("/api/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),
     );
-    let routes = Router::new()
+    let mut routes = Router::new()
         .merge(docs)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/api/v1", api);
-    with_layers(routes, &state.config).with_state(state)
+    if !state.config.is_production() {
+        routes = routes
+            .route("/dev/mail", get(devmail::page))
+            .route("/dev/mail.json", get(devmail::json));
+    }
+    with_layers(routes, &state.config)
+        .layer(axum::middleware::from_fn_with_state(
+            state.jobs.clone(),
+            middleware::report_failures,
+        ))
+        .with_state(state)
 }
 
 /// Adds the standard middleware stack to `routes` (also used by tests that

@@ -6,7 +6,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, flags, health, jobs, oidc, orgs, schedules, signup};
+use super::{auth, files, flags, health, jobs, oidc, orgs, schedules, signup, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,8 @@ use super::{auth, flags, health, jobs, oidc, orgs, schedules, signup};
         health::readyz,
         auth::login,
         auth::logout,
+        auth::password_reset,
+        auth::finish_password_reset,
         oidc::login,
         oidc::callback,
         oidc::exchange,
@@ -49,6 +51,19 @@ use super::{auth, flags, health, jobs, oidc, orgs, schedules, signup};
         flags::all,
         flags::set,
         flags::clear,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::replay,
+        files::upload,
+        files::list,
+        files::get,
+        files::delete,
+        files::content,
+        files::process,
         jobs::enqueue,
         jobs::list,
         jobs::get,
@@ -77,6 +92,8 @@ use super::{auth, flags, health, jobs, oidc, orgs, schedules, signup};
         (name = "api_keys", description = "Org API keys"),
         (name = "audit", description = "The org audit log"),
         (name = "flags", description = "Feature flags"),
+        (name = "webhooks", description = "Webhook endpoints, their deliveries and replays"),
+        (name = "files", description = "Uploads, their processing and downloads"),
         (name = "jobs", description = "Background jobs, their logs and live events; queues and workers"),
         (name = "schedules", description = "Cron schedules that enqueue jobs"),
     )

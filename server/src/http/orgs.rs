@@ -274,12 +274,15 @@ pub struct AddMember {
 /// `POST .../members` (admins; owners to add owners).
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org slug")), request_body = AddMember, security(("bearer" = [])), responses((status = 201, body = Member), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org or user", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Already a member", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
-    State(accounts): State<Accounts>,
+    State(state): State<AppState>,
     access: OrgAccess,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
     let email = Email::parse(&body.email)?;
-    let member = accounts.add_member(&access.acting(), access.org(), &email, body.role).await?;
+    let member =
+        state.accounts.add_member(&access.acting(), access.org(), &email, body.role).await?;
+    let event = json!({ "user_id": member.user_id, "email": member.email, "role": member.role });
+    crate::webhooks::emit(&state.jobs, access.org().id, vec![("member.added", event)]).await;
     Ok((StatusCode::CREATED, Json(member)))
 }
 
@@ -407,12 +410,39 @@ pub struct Invite {
 /// only.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations", tag = "orgs", params(("org" = String, Path, description = "Org slug")), request_body = Invite, security(("bearer" = [])), responses((status = 201, description = "The invitation, with its token shown once", body = crate::accounts::invitations::NewInvitation), (status = 401, description = "Missing, unknown, expired or revoked token", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role is too low", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "No such org, or the caller is not a member (the same answer)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn invite(
-    State(accounts): State<Accounts>,
+    State(state): State<AppState>,
     access: OrgAccess,
     ApiJson(body): ApiJson<Invite>,
 ) -> Result<(StatusCode, Json<crate::accounts::invitations::NewInvitation>), ApiError> {
     let email = Email::parse(&body.email)?;
-    let invitation = accounts.invite(&access.acting(), access.org(), &email, body.role).await?;
+    let invitation =
+        state.accounts.invite(&access.acting(), access.org(), &email, body.role).await?;
+    // Mailed by a job (a platform one: its payload holds the token, which
+    // the org's job lists must not show).
+    let context = serde_json::json!({
+        "invited_by": match access.caller.actor() {
+            crate::accounts::Actor::User { email, .. } => email,
+            crate::accounts::Actor::ApiKey { name, .. } => format!("API key {name}"),
+            _ => "An administrator".to_owned(),
+        },
+        "org_name": access.org().name,
+        "role": invitation.invitation.role.as_str(),
+        "accept_url": format!("{}/invitations/{}", state.mailer.public_url(), invitation.token),
+        "expires_at": invitation.invitation.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    });
+    if let Err(err) = state
+        .mailer
+        .enqueue(
+            &state.jobs,
+            "invitation",
+            std::slice::from_ref(&invitation.invitation.email),
+            &context,
+        )
+        .await
+    {
+        // The invitation stands (its token is in this answer); say so.
+        tracing::warn!(error = %err, "invitation created but its email could not be queued");
+    }
     Ok((StatusCode::CREATED, Json(invitation)))
 }
 

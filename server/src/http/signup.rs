@@ -195,6 +195,8 @@ pub async fn accept(
         }
     };
     let accepted = state.accounts.accept_invitation(&token, invitee).await?;
+    let event = serde_json::json!({ "user_id": accepted.user_id, "role": accepted.role, "via": "invitation" });
+    crate::webhooks::emit(&state.jobs, accepted.org_id, vec![("member.added", event)]).await;
     Ok(Json(AcceptResponse {
         org_id: accepted.org_id,
         role: accepted.role,

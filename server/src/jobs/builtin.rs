@@ -156,7 +156,10 @@ impl Handler for PruneJobs {
 /// their deletion: schema, row and Redis keys, each recorded in the
 /// platform audit log (actor `system`). Fired daily by the scheduler.
 #[derive(Debug)]
-pub struct PurgeDeletedOrgs;
+pub struct PurgeDeletedOrgs {
+    /// Where the orgs' files are (purged with them).
+    pub storage: crate::storage::Storage,
+}
 
 impl Handler for PurgeDeletedOrgs {
     fn kind(&self) -> &'static str {
@@ -183,6 +186,7 @@ impl Handler for PurgeDeletedOrgs {
                 }
                 let report =
                     ctx.jobs.orgs().purge(&org.slug, false).await.map_err(anyhow::Error::from)?;
+                let files = self.storage.purge_org(org.id).await.map_err(anyhow::Error::from)?;
                 let mut conn = ctx.jobs.pool().acquire().await.map_err(anyhow::Error::from)?;
                 let details = serde_json::json!({
                     "slug": org.slug,
@@ -190,6 +194,7 @@ impl Handler for PurgeDeletedOrgs {
                     "deleted_at": org.deleted_at,
                     "retention_days": days,
                     "tables": report.tables,
+                    "files": files,
                 });
                 crate::accounts::audit::record_platform(
                     &mut conn,

@@ -112,6 +112,21 @@ pub(crate) async fn publish_events(
     publish(redis, keys.org_events_channel(org), message).await;
 }
 
+/// Announces events of other kinds (e.g. `file.status`) on the org's
+/// events channel, in the same shape (a JSON array).
+pub(crate) async fn publish_values(
+    redis: &fred::clients::Client,
+    keys: &RedisKeys,
+    org: OrgId,
+    events: &[serde_json::Value],
+) {
+    if events.is_empty() {
+        return;
+    }
+    let message = serde_json::to_string(events).unwrap_or_default();
+    publish(redis, keys.org_events_channel(org), message).await;
+}
+
 /// Adds the announcement of `events` to a pipeline (sent with the rest of
 /// its commands, in order).
 pub(crate) async fn publish_in(

@@ -54,6 +54,20 @@ impl From<anyhow::Error> for JobError {
 /// What a run returns: a JSON result kept on the job, or why it failed.
 pub type JobResult = Result<Value, JobError>;
 
+/// What the built-in handlers need besides the job services.
+#[derive(Debug, Clone)]
+pub struct HandlerDeps {
+    /// Where `file.process` reads uploads and the retention purge removes
+    /// an org's files.
+    pub storage: crate::storage::Storage,
+    /// How `email.send` and `notify.error` send.
+    pub mailer: crate::email::Mailer,
+    /// Who `notify.error` tells.
+    pub recipients: crate::notify::Recipients,
+    /// Whether `webhook.deliver` may call private addresses.
+    pub webhook_allow_private: bool,
+}
+
 /// A kind of job. Implementations are registered in [`Registry::standard`].
 pub trait Handler: Send + Sync + 'static {
     /// The kind's name, as clients enqueue it (`[a-z0-9_.-]`).
@@ -244,12 +258,24 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Every kind Orgstack runs. Register new kinds here.
-    pub fn standard() -> Self {
+    /// Every kind this program runs, with what they need.
+    pub fn standard(deps: &HandlerDeps) -> Self {
+        let storage = &deps.storage;
         let mut registry = Registry::default();
+        registry.register(crate::files::process::ProcessFile::new(storage.clone()));
+        registry.register(crate::email::SendEmail::new(deps.mailer.clone()));
+        registry.register(crate::digest::FanOut);
+        registry.register(crate::digest::Send::new(deps.mailer.clone()));
+        registry
+            .register(crate::webhooks::deliver::DeliverWebhook::new(deps.webhook_allow_private));
+        registry.register(crate::notify::NotifyError::new(
+            deps.mailer.clone(),
+            deps.recipients.clone(),
+        ));
         registry.register(super::builtin::Noop);
         registry.register(super::builtin::Sleep);
         registry.register(super::builtin::PruneJobs);
-        registry.register(super::builtin::PurgeDeletedOrgs);
+        registry.register(super::builtin::PurgeDeletedOrgs { storage: storage.clone() });
         registry
     }
 

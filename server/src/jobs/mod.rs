@@ -235,6 +235,9 @@ pub struct JobsConfig {
     /// Soft-deleted orgs are purged this long after their deletion
     /// (`ORG_RETENTION_DAYS`).
     pub org_retention_days: u32,
+    /// Whether failures (dead jobs, server errors) are reported: someone
+    /// is set to hear of them (`ADMIN_EMAILS`, `DISCORD_WEBHOOK_URL`).
+    pub report_failures: bool,
 }
 
 impl Default for JobsConfig {
@@ -246,6 +249,7 @@ impl Default for JobsConfig {
             sweep_interval: Duration::from_secs(300),
             retention_days: 14,
             org_retention_days: 30,
+            report_failures: false,
         }
     }
 }

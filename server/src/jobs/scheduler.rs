@@ -87,6 +87,12 @@ pub fn global_schedules() -> Vec<GlobalSchedule> {
             kind: "maintenance.purge_deleted_orgs",
             payload: Value::Null,
         },
+        GlobalSchedule {
+            name: "digest.weekly",
+            cron: "0 7 * * 1",
+            kind: crate::digest::FAN_OUT_KIND,
+            payload: Value::Null,
+        },
     ]
 }
 

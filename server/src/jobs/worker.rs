@@ -911,6 +911,15 @@ async fn mark_dead(shared: &Shared, org: OrgId, changed: &[store::Changed]) {
         metrics::counter!("orgstack_jobs_dead_total", "queue" => c.queue.clone(), "kind" => c.kind.clone()).increment(1);
     }
     let _: Result<Vec<Value>, _> = pipeline.all().await;
+    for c in changed {
+        let report = crate::notify::job_dead(
+            &c.kind,
+            c.id,
+            Some(org.as_uuid()),
+            "the worker running its last attempt was lost",
+        );
+        crate::notify::report(&shared.jobs, report).await;
+    }
 }
 
 /// Puts entries back in the scheduled set for `after`, then drops them.
@@ -1261,6 +1270,7 @@ async fn flush(
         }
     };
     let accepted: HashMap<Uuid, &store::Changed> = changed.iter().map(|c| (c.id, c)).collect();
+    announce_to_webhooks(shared, org_id, &batch.done, &finishes, &accepted);
     let pipeline = jobs.redis().pipeline();
     let mut hand_back: HashMap<usize, Vec<Delivery>> = HashMap::new();
     let mut acks: HashMap<usize, Vec<String>> = HashMap::new();
@@ -1346,6 +1356,51 @@ async fn flush(
     None
 }
 
+/// `job.succeeded` and `job.dead` for the org's webhooks (not for
+/// deliveries themselves), sent in the background. Skipped at once when the
+/// org is known to have no webhooks.
+fn announce_to_webhooks(
+    shared: &Arc<Shared>,
+    org: OrgId,
+    done: &[Done],
+    finishes: &[Finish],
+    accepted: &HashMap<Uuid, &store::Changed>,
+) {
+    if crate::webhooks::known_quiet(org) {
+        return;
+    }
+    let events: Vec<(&'static str, serde_json::Value)> = done
+        .iter()
+        .zip(finishes)
+        .filter(|(d, _)| accepted.contains_key(&d.job) && !d.kind.starts_with("webhook."))
+        .filter_map(|(d, f)| {
+            let event = match f.status {
+                JobStatus::Succeeded => "job.succeeded",
+                JobStatus::Dead => "job.dead",
+                _ => return None,
+            };
+            Some((
+                event,
+                serde_json::json!({
+                    "id": d.job,
+                    "kind": d.kind,
+                    "queue": shared.queues[d.queue].queue.name().as_str(),
+                    "attempts": f.attempt,
+                    "result": f.result,
+                    "error": f.error,
+                }),
+            ))
+        })
+        .collect();
+    if events.is_empty() {
+        return;
+    }
+    let jobs = shared.jobs.clone();
+    tokio::spawn(async move {
+        crate::webhooks::emit(&jobs, org, events).await;
+    });
+}
+
 fn is_missing_schema(err: &sqlx::Error) -> bool {
     // undefined_table / invalid_schema_name
     matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P01") | Some("3F000")))
@@ -1379,8 +1434,20 @@ fn record_metrics(shared: &Shared, done: &Done) {
             metrics::counter!("orgstack_jobs_retried_total", "queue" => queue, "kind" => kind)
                 .increment(1)
         }
-        "dead" => metrics::counter!("orgstack_jobs_dead_total", "queue" => queue, "kind" => kind)
-            .increment(1),
+        "dead" => {
+            metrics::counter!("orgstack_jobs_dead_total", "queue" => queue, "kind" => kind.clone())
+                .increment(1);
+            let error = match &done.outcome {
+                Outcome::Failed(err) => err.message().to_owned(),
+                _ => String::new(),
+            };
+            let report =
+                crate::notify::job_dead(&kind, done.job, done.org.map(|o| o.as_uuid()), &error);
+            let jobs = shared.jobs.clone();
+            tokio::spawn(async move {
+                crate::notify::report(&jobs, report).await;
+            });
+        }
         _ => {}
     }
 }

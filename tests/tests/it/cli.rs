@@ -71,7 +71,7 @@ async fn org_commands_walk_the_whole_lifecycle() {
     let dry = cli(&["org", "purge", "acme-corp"]);
     assert_eq!(dry.status.code(), Some(0));
     assert!(stdout(&dry).contains("dry run: would purge org 'acme-corp'"), "{}", stdout(&dry));
-    assert!(stdout(&dry).contains("(5 tables)"), "{}", stdout(&dry));
+    assert!(stdout(&dry).contains("(8 tables)"), "{}", stdout(&dry));
 
     let purge = cli(&["org", "purge", "acme-corp", "--yes"]);
     assert_eq!(purge.status.code(), Some(0), "{}", stderr(&purge));
@@ -175,7 +175,7 @@ fn check_deploy_fails_on_development_defaults() {
     {
         assert!(text.contains(setting), "{setting} missing from:\n{text}");
     }
-    assert_eq!(stderr(&out).trim(), "error: 5 unsafe production setting(s)");
+    assert_eq!(stderr(&out).trim(), "error: 7 unsafe production setting(s)");
 }
 
 #[test]
@@ -186,6 +186,8 @@ fn check_deploy_passes_on_a_safe_configuration() {
         ("REDIS_URL", "redis://cache.internal:6379"),
         ("SECRET_KEY", "3c1f0e6e2b9a4d7c8f5e1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"),
         ("LOG_FORMAT", "json"),
+        ("SMTP_URL", "smtp://mail.internal:587?tls=required"),
+        ("STORAGE_DIR", "/var/lib/orgstack/files"),
     ];
     let out = run_cli(None, &["check", "--deploy"], &safe);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));

@@ -7,6 +7,8 @@ mod cli;
 mod console;
 mod deploy;
 mod dev;
+mod email;
+mod files;
 mod flags;
 mod http;
 mod jobs;
@@ -23,6 +25,7 @@ mod schedules;
 mod scoping;
 mod ssh;
 mod tui;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -78,6 +81,11 @@ impl Drop for CliProcess {
 /// Starts `orgstack ARGS` against `ctx` in the background (as `run_cli`,
 /// with its output discarded).
 pub fn spawn_cli(ctx: &TestContext, args: &[&str]) -> CliProcess {
+    spawn_cli_with(ctx, args, &[])
+}
+
+/// [`spawn_cli`] with more environment (after the context's, so it wins).
+pub fn spawn_cli_with(ctx: &TestContext, args: &[&str], extra_env: &[(&str, &str)]) -> CliProcess {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = std::process::Command::new(orgstack_bin());
     cmd.args(args)
@@ -90,6 +98,9 @@ pub fn spawn_cli(ctx: &TestContext, args: &[&str]) -> CliProcess {
         cmd.env("PATH", path);
     }
     for (k, v) in ctx.env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra_env {
         cmd.env(k, v);
     }
     CliProcess { child: cmd.spawn().expect("starting orgstack"), _dir: dir }

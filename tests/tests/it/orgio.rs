@@ -55,13 +55,30 @@ async fn an_org_exported_and_imported_has_the_same_data_and_members() {
     .await
     .expect("schedule");
 
+    // Two uploaded files: their records and their bytes travel.
+    let app = ctx.spawn_app().await;
+    let mut uploaded = Vec::new();
+    for (name, body) in
+        [("notes.txt", "one\ntwo\n".repeat(50_000)), ("data.csv", "a,b\n1,2\n".to_owned())]
+    {
+        let chunks =
+            futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(body.clone()))]);
+        let (file, _) = app
+            .state
+            .files
+            .upload(&acme, &Actor::System, name, Some("text/csv"), Box::pin(chunks))
+            .await
+            .expect("upload");
+        uploaded.push((file.id, body));
+    }
+
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = dir.path().join("acme.tar.gz");
     let archive_arg = archive.to_string_lossy().into_owned();
     let out = run_cli(Some(&ctx), &["org", "export", "acme", "--out", &archive_arg], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("exported org 'acme'"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("2 members"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 members, 2 files"), "{}", stdout(&out));
 
     // A second user table: bob is gone here, so only ada comes back.
     sqlx::query("DELETE FROM public.users WHERE id = $1")
@@ -123,6 +140,20 @@ async fn an_org_exported_and_imported_has_the_same_data_and_members() {
     compare("schedules", "id, name, cron, payload, next_run_at").await;
     let member = accounts.member(&copy, ada.id).await.expect("member").expect("ada");
     assert_eq!(member.role, Role::Owner);
+    compare("files", "id, name, content_type, size_bytes, sha256, status").await;
+    assert!(text.contains("2 files"), "{text}");
+    for (id, body) in &uploaded {
+        let (_, read) = app.state.files.content(&copy, *id, None).await.expect("the copy's file");
+        let bytes: Vec<u8> = futures::StreamExt::collect::<Vec<_>>(read.stream)
+            .await
+            .into_iter()
+            .flat_map(|c| c.expect("chunk").to_vec())
+            .collect();
+        assert!(bytes == body.as_bytes(), "file {id} came back intact");
+    }
+    // The copy's bytes are its own: purging the original leaves them.
+    app.state.files.purge_org(acme.id).await.expect("purge");
+    assert_eq!(app.state.files.storage().list_org(copy.id).await.expect("list").len(), 2);
 
     // The same slug again is refused, and nothing is left half-made.
     let out = run_cli(Some(&ctx), &["org", "import", &archive_arg, "--slug", "acme-copy"], &[]);

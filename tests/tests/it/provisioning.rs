@@ -28,7 +28,16 @@ async fn provisioning_creates_schema_tables_history_and_records_the_version() {
     .expect("tables");
     assert_eq!(
         tables,
-        ["audit_events", "job_logs", "jobs", "refinery_schema_history", "schedules"]
+        [
+            "audit_events",
+            "files",
+            "job_logs",
+            "jobs",
+            "refinery_schema_history",
+            "schedules",
+            "webhook_deliveries",
+            "webhook_endpoints"
+        ]
     );
 
     let history: Vec<(i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -43,7 +52,9 @@ async fn provisioning_creates_schema_tables_history_and_records_the_version() {
         [
             (1, "audit_events".to_owned()),
             (2, "jobs".to_owned()),
-            (3, "jobs_cancelled_index".to_owned())
+            (3, "jobs_cancelled_index".to_owned()),
+            (4, "files".to_owned()),
+            (5, "webhooks".to_owned())
         ]
     );
 
@@ -53,7 +64,7 @@ async fn provisioning_creates_schema_tables_history_and_records_the_version() {
             .fetch_one(&ctx.pool)
             .await
             .expect("row");
-    assert_eq!(recorded, 3);
+    assert_eq!(recorded, 5);
     assert_eq!(schema_name, schema.as_str());
     // The public lineage keeps its own history, separate from the org's.
     let public_history: i64 =
