@@ -405,3 +405,63 @@ async fn the_cli_lists_webhooks_and_replays_a_delivery() {
     assert!(!out.status.success());
     assert!(crate::stderr(&out).contains("no such delivery"), "{}", crate::stderr(&out));
 }
+
+#[tokio::test]
+async fn discord_endpoints_and_the_platform_discord_channel_get_discord_messages() {
+    let ctx = TestContext::new().await;
+    let (discord_url, discord) = Receiver::start(&[], 204).await;
+    let mut config = ctx.config.clone();
+    config.webhook_allow_private = true;
+    config.discord_webhook_url = Some(secrecy::SecretString::from(discord_url.clone()));
+    let app = orgstack_tests::spawn_app(config).await;
+    let owner = ctx.user("owner@example.com", PW, false).await;
+    let org = ctx.org("acme").await;
+    ctx.accounts()
+        .add_owner(&orgstack::accounts::Actor::System, &org, owner.id)
+        .await
+        .expect("owner");
+    app.state
+        .flags
+        .set(&orgstack::accounts::Actor::System, "webhooks", Some(org.id), true)
+        .await
+        .expect("flag");
+    let token = app.login("owner@example.com", PW).await;
+    let (url, channel) = Receiver::start(&[], 204).await;
+    let (status, _) =
+        create(&app, &token, json!({ "url": url, "kind": "discord", "event_types": ["job.dead"] }))
+            .await;
+    assert_eq!(status, 201);
+    let worker = TestWorker::start_all(&app.state.jobs, 4);
+    let job = NewJob {
+        max_attempts: Some(1),
+        ..NewJob::new("sleep", json!({ "ms": 1, "fail_attempts": 5 }))
+    };
+    let job = app
+        .state
+        .jobs
+        .enqueue(&org, &orgstack::accounts::Actor::System, job)
+        .await
+        .expect("enqueue")
+        .job;
+    // The org's Discord endpoint: the event as a Discord message.
+    let got = channel.wait_for(1).await;
+    let message: Value = serde_json::from_str(&got[0].1).expect("json");
+    let content = message["content"].as_str().expect("content");
+    assert!(
+        content.contains("job.dead")
+            && content.contains("acme")
+            && content.contains(&job.id.to_string()),
+        "{content}"
+    );
+    assert_eq!(message["allowed_mentions"], json!({ "parse": [] }));
+    // The platform's channel (DISCORD_WEBHOOK_URL): the dead job reported.
+    let got = discord.wait_for(1).await;
+    let report: Value = serde_json::from_str(&got[0].1).expect("json");
+    let content = report["content"].as_str().expect("content");
+    assert!(
+        content.contains("a sleep job is dead") && content.contains(&job.id.to_string()),
+        "{content}"
+    );
+    ctx.drain(&org, Duration::from_secs(30)).await;
+    worker.stop().await;
+}
