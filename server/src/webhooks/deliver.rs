@@ -251,14 +251,7 @@ impl DeliverWebhook {
                 return fail(format!("refused: cannot sign with this endpoint's secret: {err}"));
             }
         };
-        let client = match reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .resolve(&lookup_host, address)
-            .user_agent(concat!("Orgstack-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
+        let client = match client_for(&lookup_host, address) {
             Ok(client) => client,
             Err(err) => return fail(format!("cannot build the request: {err}")),
         };
@@ -294,6 +287,34 @@ impl DeliverWebhook {
             error: None,
         }
     }
+}
+
+/// A client pinned to `address` for `host` (so the request goes where the
+/// guard looked), kept a minute for its connections and TLS setup; the
+/// guard itself runs on every delivery.
+fn client_for(host: &str, address: std::net::SocketAddr) -> reqwest::Result<reqwest::Client> {
+    static CLIENTS: std::sync::OnceLock<
+        moka::sync::Cache<(String, std::net::SocketAddr), reqwest::Client>,
+    > = std::sync::OnceLock::new();
+    let clients = CLIENTS.get_or_init(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(60))
+            .build()
+    });
+    let key = (host.to_owned(), address);
+    if let Some(client) = clients.get(&key) {
+        return Ok(client);
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .resolve(host, address)
+        .user_agent(concat!("Orgstack-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    clients.insert(key, client.clone());
+    Ok(client)
 }
 
 /// A reqwest error without its URL (which may carry a token in its path).
