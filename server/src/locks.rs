@@ -70,6 +70,13 @@ impl Locks {
         self.try_acquire_key(self.keys.org_key(org, &format!("lock:{name}")), ttl).await
     }
 
+    /// Whether someone holds `name` within `org` now.
+    pub async fn is_held_in_org(&self, org: OrgId, name: &str) -> Result<bool, fred::error::Error> {
+        use fred::prelude::KeysInterface;
+        let held: i64 = self.redis.exists(self.keys.org_key(org, &format!("lock:{name}"))).await?;
+        Ok(held > 0)
+    }
+
     /// Waits up to `wait` for `name`, retrying with a short backoff.
     pub async fn acquire(
         &self,

@@ -307,17 +307,10 @@ impl Files {
         id: Uuid,
     ) -> Result<Enqueued, FilesError> {
         let file = self.get(org, id).await?;
-        if self.is_locked(org, id).await? {
+        if self.jobs.locks().is_held_in_org(org.id, &lock_name(id)).await? {
             return Err(FilesError::Busy);
         }
         self.enqueue_processing(org, actor, &file).await
-    }
-
-    async fn is_locked(&self, org: &Org, id: Uuid) -> Result<bool, FilesError> {
-        use fred::prelude::KeysInterface;
-        let key = self.jobs.keys().org_key(org.id, &format!("lock:{}", lock_name(id)));
-        let exists: i64 = self.jobs.redis().exists(key).await?;
-        Ok(exists > 0)
     }
 
     pub async fn get(&self, org: &Org, id: Uuid) -> Result<File, FilesError> {

@@ -235,6 +235,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
+impl Page {
+    /// The cursor as the id a newest-first list continues after (the
+    /// lists that page by uuid v7 ids: jobs, files, deliveries).
+    pub fn after_id(&self) -> Result<Option<uuid::Uuid>, ApiError> {
+        self.cursor
+            .as_ref()
+            .map(|c| {
+                c.as_str().and_then(|s| s.parse::<uuid::Uuid>().ok()).ok_or_else(|| {
+                    ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
+                })
+            })
+            .transpose()
+    }
+}
+
 /// Encodes a cursor for `next_cursor`.
 pub fn encode_cursor(value: &serde_json::Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())

@@ -124,15 +124,7 @@ pub async fn list(
             "status must be uploaded, processing, ready or failed",
         ));
     }
-    let after = page
-        .cursor
-        .as_ref()
-        .map(|c| {
-            c.as_str().and_then(|s| s.parse::<Uuid>().ok()).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
-            })
-        })
-        .transpose()?;
+    let after = page.after_id()?;
     let items =
         state.files.list(access.org(), query.status.as_deref(), after, page.limit + 1).await?;
     Ok(ListResponse::page(items, page.limit, |f| json!(f.id)))

@@ -119,16 +119,7 @@ pub async fn list(
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(|why| ApiError::bad_request("invalid_status", why))?;
-    let after = page
-        .cursor
-        .as_ref()
-        .map(|c| c.as_str().and_then(|s| s.parse::<Uuid>().ok()))
-        .map(|c| {
-            c.ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
-            })
-        })
-        .transpose()?;
+    let after = page.after_id()?;
     let filter = JobFilter { status, kind: query.kind };
     let items = state.jobs.list(access.org(), &filter, after, page.limit + 1).await?;
     Ok(ListResponse::page(items, page.limit, |j| json!(j.id)))

@@ -165,15 +165,7 @@ pub async fn deliveries(
     Path(ids): Path<(String, String)>,
 ) -> Result<ListResponse<Delivery>, ApiError> {
     access.require(Role::Admin)?;
-    let after = page
-        .cursor
-        .as_ref()
-        .map(|c| {
-            c.as_str().and_then(|s| s.parse::<Uuid>().ok()).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
-            })
-        })
-        .transpose()?;
+    let after = page.after_id()?;
     let items = state
         .webhooks
         .deliveries(access.org(), id(&ids.1, "webhook_not_found")?, after, page.limit + 1)
