@@ -91,6 +91,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         accounts,
         flags,
         jobs,
+        job_pages: crate::http::JobPages::default(),
         files,
         webhooks,
         mailer,

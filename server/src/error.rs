@@ -215,6 +215,7 @@ impl From<crate::jobs::JobsError> for ApiError {
                 )
                 .with_cause(redis.into());
             }
+            E::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "enqueue_interrupted"),
             E::UnknownKind(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_kind"),
             E::InvalidPayload(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payload"),
             E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job"),

@@ -94,6 +94,13 @@ impl RedisKeys {
         format!("{}:org:{}:events", self.prefix, org)
     }
 
+    /// The version of one org's job lists: a random value replaced
+    /// whenever one of its jobs changes, so readers can cache a list page
+    /// for as long as the version stays.
+    pub fn org_jobs_version(&self, org: OrgId) -> String {
+        format!("{}:org:{}:jobs:version", self.prefix, org)
+    }
+
     /// Pub/sub channel of one job's live log lines.
     pub fn job_log_channel(&self, org: OrgId, job: &str) -> String {
         format!("{}:org:{}:job:{}:log", self.prefix, org, job)

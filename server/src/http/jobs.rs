@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{ApiJson, Caller, OrgAccess, Page};
-use super::orgs::ListResponse;
+use super::orgs::{ListResponse, json_body};
 use crate::accounts::Role;
 use crate::error::ApiError;
 use crate::jobs::events::{JobEvent, LogMessage, Received};
@@ -112,7 +112,7 @@ pub async fn list(
     access: OrgAccess,
     page: Page,
     Query(query): Query<JobQuery>,
-) -> Result<ListResponse<JobSummary>, ApiError> {
+) -> Result<Response, ApiError> {
     let status = query
         .status
         .as_deref()
@@ -120,9 +120,71 @@ pub async fn list(
         .transpose()
         .map_err(|why| ApiError::bad_request("invalid_status", why))?;
     let after = page.after_id()?;
+    let org = access.org();
+    let key = state.jobs.list_version(org.id).await.map(|version| PageKey {
+        org: org.id,
+        version,
+        status,
+        kind: query.kind.clone(),
+        after,
+        limit: page.limit,
+    });
+    if let Some(body) = key.as_ref().and_then(|key| state.job_pages.0.get(key)) {
+        return Ok(json_body(body));
+    }
     let filter = JobFilter { status, kind: query.kind };
-    let items = state.jobs.list(access.org(), &filter, after, page.limit + 1).await?;
-    Ok(ListResponse::page(items, page.limit, |j| json!(j.id)))
+    let items = state.jobs.list(org, &filter, after, page.limit + 1).await?;
+    let body = ListResponse::page(items, page.limit, |j| json!(j.id)).to_body()?;
+    if let Some(key) = key {
+        state.job_pages.0.insert(key, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// Pages of `GET .../jobs` as sent, kept under their org's list version
+/// (replaced in Redis whenever one of the org's jobs changes, after the
+/// change is committed): a page is served again only while nothing in
+/// its org changed. Dashboards that poll an idle org's jobs then cost
+/// one Redis round trip instead of a query; a busy org's pages change
+/// with every batch of job updates and are read from PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct JobPages(moka::sync::Cache<PageKey, bytes::Bytes>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    org: tenancy::OrgId,
+    version: String,
+    status: Option<JobStatus>,
+    kind: Option<String>,
+    after: Option<Uuid>,
+    limit: u32,
+}
+
+impl JobPages {
+    /// At most `max_bytes` of pages; none older than a minute (a version
+    /// change that did not reach Redis is not served for longer).
+    pub fn new(max_bytes: u64) -> Self {
+        JobPages(
+            moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|key: &PageKey, body: &bytes::Bytes| {
+                    let size = body.len()
+                        + key.version.len()
+                        + key.kind.as_ref().map_or(0, String::len)
+                        + 96;
+                    u32::try_from(size).unwrap_or(u32::MAX)
+                })
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        )
+    }
+}
+
+impl Default for JobPages {
+    /// 16 MiB: the first page of 1,000 orgs' jobs.
+    fn default() -> Self {
+        JobPages::new(16 << 20)
+    }
 }
 
 /// `GET /api/v1/orgs/{org}/jobs/{job_id}` (viewers).

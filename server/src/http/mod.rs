@@ -13,6 +13,7 @@ mod files;
 mod flags;
 mod health;
 mod jobs;
+pub use jobs::JobPages;
 mod middleware;
 mod oidc;
 mod openapi;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub accounts: crate::accounts::auth::Accounts,
     pub flags: crate::flags::Flags,
     pub jobs: crate::jobs::Jobs,
+    /// Pages of job lists, kept while their org's jobs do not change.
+    pub job_pages: JobPages,
     pub files: crate::files::Files,
     pub webhooks: crate::webhooks::Webhooks,
     pub mailer: crate::email::Mailer,

@@ -45,14 +45,26 @@ impl<T> ListResponse<T> {
 /// Serialized into a buffer sized for the page at once (lists are the
 /// largest responses; growing the buffer step by step copies them again
 /// and again).
+impl<T: Serialize> ListResponse<T> {
+    /// The JSON body.
+    pub(super) fn to_body(&self) -> Result<bytes::Bytes, ApiError> {
+        let mut body = Vec::with_capacity(64 + self.items.len() * 384);
+        serde_json::to_writer(&mut body, self).map_err(ApiError::internal)?;
+        Ok(body.into())
+    }
+}
+
+/// A JSON body as a response.
+pub(super) fn json_body(body: bytes::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 impl<T: Serialize> axum::response::IntoResponse for ListResponse<T> {
     fn into_response(self) -> axum::response::Response {
-        let mut body = Vec::with_capacity(64 + self.items.len() * 384);
-        match serde_json::to_writer(&mut body, &self) {
-            Ok(()) => {
-                ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
-            }
-            Err(err) => ApiError::internal(err).into_response(),
+        match self.to_body() {
+            Ok(body) => json_body(body),
+            Err(err) => err.into_response(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fred::prelude::{Builder, ClientLike, EventInterface, PubsubInterface};
+use fred::prelude::{Builder, ClientLike, EventInterface, KeysInterface, PubsubInterface};
 use tenancy::{OrgId, RedisKeys};
 use tokio::sync::{OnceCell, broadcast};
 use uuid::Uuid;
@@ -108,8 +108,78 @@ pub(crate) async fn publish_events(
     if events.is_empty() {
         return;
     }
-    let message = serde_json::to_string(events).unwrap_or_default();
-    publish(redis, keys.org_events_channel(org), message).await;
+    let pipeline = redis.pipeline();
+    publish_in(&pipeline, keys, org, events).await;
+    match tokio::time::timeout(PUBLISH_TIMEOUT, pipeline.all::<Vec<fred::types::Value>>()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::debug!(org_id = %org, error = %err, "could not publish job events")
+        }
+        Err(_) => {
+            tracing::debug!(org_id = %org, "could not publish job events: Redis did not answer")
+        }
+    }
+}
+
+/// How long a list version outlives the org's last job change (a reader
+/// finding none starts a new one).
+const VERSION_TTL_SECS: i64 = 86_400;
+
+/// Marks `org`'s job lists as changed: a new random version, so a page
+/// cached under the old one is never served again. Part of every job
+/// event (see [`publish_in`]); deletions, which announce nothing, call it
+/// themselves.
+pub(crate) async fn touch_in(
+    pipeline: &fred::clients::Pipeline<fred::clients::Client>,
+    keys: &RedisKeys,
+    org: OrgId,
+) {
+    let _: Result<(), _> = pipeline
+        .set(
+            keys.org_jobs_version(org),
+            Uuid::new_v4().simple().to_string(),
+            Some(fred::types::Expiration::EX(VERSION_TTL_SECS)),
+            None,
+            false,
+        )
+        .await;
+}
+
+/// [`touch_in`] on its own.
+pub(crate) async fn touch(redis: &fred::clients::Client, keys: &RedisKeys, org: OrgId) {
+    let pipeline = redis.pipeline();
+    touch_in(&pipeline, keys, org).await;
+    if let Err(err) = pipeline.all::<Vec<fred::types::Value>>().await {
+        tracing::debug!(org_id = %org, error = %err, "could not mark the job lists changed");
+    }
+}
+
+/// The current version of `org`'s job lists, started if there is none
+/// (one round trip: `SET NX GET`). `None` when Redis cannot say, and
+/// then nothing may be cached.
+pub(crate) async fn list_version(
+    redis: &fred::clients::Client,
+    keys: &RedisKeys,
+    org: OrgId,
+) -> Option<String> {
+    let fresh = Uuid::new_v4().simple().to_string();
+    let previous: Result<Option<String>, _> = redis
+        .set(
+            keys.org_jobs_version(org),
+            fresh.as_str(),
+            Some(fred::types::Expiration::EX(VERSION_TTL_SECS)),
+            Some(fred::types::SetOptions::NX),
+            true,
+        )
+        .await;
+    match previous {
+        Ok(Some(version)) => Some(version),
+        Ok(None) => Some(fresh),
+        Err(err) => {
+            tracing::debug!(org_id = %org, error = %err, "cannot read the job list version");
+            None
+        }
+    }
 }
 
 /// Announces events of other kinds (e.g. `file.status`) on the org's
@@ -139,6 +209,7 @@ pub(crate) async fn publish_in(
         return;
     }
     let message = serde_json::to_string(events).unwrap_or_default();
+    touch_in(pipeline, keys, org).await;
     let _: Result<(), _> = pipeline.publish(keys.org_events_channel(org), message).await;
 }
 

@@ -20,6 +20,7 @@
 
 pub mod browse;
 pub mod builtin;
+mod combine;
 pub mod events;
 pub mod handler;
 pub mod scheduler;
@@ -295,6 +296,9 @@ pub enum JobsError {
     Database(#[from] sqlx::Error),
     #[error("redis error: {0}")]
     Redis(#[from] fred::error::Error),
+    /// The process stopped writing before the job's record was confirmed.
+    #[error("the enqueue was interrupted; the job may not be recorded")]
+    Interrupted,
 }
 
 /// Payloads larger than this (as JSON) are refused.
@@ -376,6 +380,7 @@ struct Inner {
     registry: Registry,
     config: JobsConfig,
     queues: Mutex<HashMap<QueueName, Queue>>,
+    combiner: std::sync::OnceLock<combine::Sender>,
 }
 
 impl Jobs {
@@ -396,6 +401,7 @@ impl Jobs {
                 registry,
                 config,
                 queues: Mutex::new(HashMap::new()),
+                combiner: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -455,7 +461,13 @@ impl Jobs {
             .registry
             .get(&job.kind)
             .ok_or_else(|| JobsError::UnknownKind(job.kind.chars().take(100).collect()))?;
-        let size = serde_json::to_string(&job.payload).map_or(usize::MAX, |s| s.len());
+        let text = serde_json::to_string(&job.payload).unwrap_or_default();
+        if text.contains("\\u0000") {
+            return Err(JobsError::InvalidPayload(
+                "strings may not contain \\u0000 (PostgreSQL cannot store it)".into(),
+            ));
+        }
+        let size = text.len();
         if size > MAX_PAYLOAD_BYTES {
             return Err(JobsError::InvalidPayload(format!(
                 "{size} bytes; at most {MAX_PAYLOAD_BYTES}"
@@ -480,14 +492,44 @@ impl Jobs {
 
     /// Records one job in `org`'s schema and dispatches it. With a unique
     /// key held by an unfinished job, returns that job instead.
+    ///
+    /// Jobs without a unique key (the API's common case) are combined with
+    /// other callers' into one multi-row insert and one Redis pipeline
+    /// ([`combine`]): under load, one commit records many jobs, and a lone
+    /// call is written at once. The call returns once its row is
+    /// committed, as before.
     pub async fn enqueue(
         &self,
         org: &Org,
         actor: &Actor,
         job: NewJob,
     ) -> Result<Enqueued, JobsError> {
+        if job.unique_key.is_none() {
+            let row = self.new_row(job, &actor.to_string(), Utc::now())?;
+            return combine::enqueue(self, org, row).await;
+        }
         let mut done = self.enqueue_batch(org, actor, vec![job]).await?;
         done.pop().ok_or_else(|| JobsError::Invalid("nothing enqueued".into()))
+    }
+
+    /// The row of a checked new job.
+    fn new_row(
+        &self,
+        job: NewJob,
+        created_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<store::NewRow, JobsError> {
+        let (queue, max_attempts) = self.check(&job)?;
+        Ok(store::NewRow {
+            id: Uuid::now_v7(),
+            kind: job.kind,
+            queue: queue.as_str().to_owned(),
+            payload: job.payload,
+            max_attempts: i32::try_from(max_attempts).unwrap_or(1),
+            run_at: job.run_at.filter(|at| *at > now).unwrap_or(now),
+            unique_key: job.unique_key,
+            created_by: created_by.to_owned(),
+        })
     }
 
     /// Records many jobs of `org` in one statement and dispatches them in
@@ -502,21 +544,13 @@ impl Jobs {
             return Ok(Vec::new());
         }
         let now = Utc::now();
-        let mut rows = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let (queue, max_attempts) = self.check(&job)?;
-            rows.push(store::NewRow {
-                id: Uuid::now_v7(),
-                kind: job.kind,
-                queue: queue.as_str().to_owned(),
-                payload: job.payload,
-                max_attempts: i32::try_from(max_attempts).unwrap_or(1),
-                run_at: job.run_at.filter(|at| *at > now).unwrap_or(now),
-                unique_key: job.unique_key,
-            });
-        }
+        let created_by = actor.to_string();
+        let rows = jobs
+            .into_iter()
+            .map(|job| self.new_row(job, &created_by, now))
+            .collect::<Result<Vec<_>, _>>()?;
         let schema = org.schema();
-        let created = store::insert(&self.inner.pool, &schema, &rows, &actor.to_string()).await?;
+        let created = store::insert(&self.inner.pool, &schema, &rows).await?;
         let mut results = Vec::with_capacity(rows.len());
         let mut fresh = Vec::new();
         for row in &rows {
@@ -529,15 +563,10 @@ impl Jobs {
                 let existing = match store::by_unique_key(&self.inner.pool, &schema, key).await? {
                     Some(job) => job,
                     // That job finished in the meantime: try once more.
-                    None => store::insert(
-                        &self.inner.pool,
-                        &schema,
-                        std::slice::from_ref(row),
-                        &actor.to_string(),
-                    )
-                    .await?
-                    .pop()
-                    .ok_or_else(|| JobsError::UniqueKeyTaken(key.to_owned()))?,
+                    None => store::insert(&self.inner.pool, &schema, std::slice::from_ref(row))
+                        .await?
+                        .pop()
+                        .ok_or_else(|| JobsError::UniqueKeyTaken(key.to_owned()))?,
                 };
                 let created = existing.id == row.id;
                 if created {
@@ -546,12 +575,18 @@ impl Jobs {
                 results.push(Enqueued { job: existing, created });
             }
         }
-        if let Err(err) = self.dispatch(org.id, &fresh, true).await {
-            // The jobs are recorded: the recovery sweep dispatches them.
-            tracing::warn!(org_id = %org.id, jobs = fresh.len(), error = %err, "recorded jobs but could not dispatch them; the recovery sweep will");
-        }
-        count_enqueued(&fresh);
+        self.dispatch_recorded(org.id, &fresh).await;
         Ok(results)
+    }
+
+    /// Dispatches jobs just recorded and counts them. A failure to reach
+    /// Redis is only logged: the jobs are recorded, and the recovery sweep
+    /// dispatches them.
+    async fn dispatch_recorded(&self, org: OrgId, fresh: &[Job]) {
+        if let Err(err) = self.dispatch(org, fresh, true).await {
+            tracing::warn!(org_id = %org, jobs = fresh.len(), error = %err, "recorded jobs but could not dispatch them; the recovery sweep will");
+        }
+        count_enqueued(fresh);
     }
 
     /// Hands recorded org jobs to Redis: the due ones to their queue's
@@ -675,6 +710,12 @@ impl Jobs {
         Ok(store::list(&self.inner.pool, &org.schema(), filter, after, limit).await?)
     }
 
+    /// The current version of `org`'s job lists (see
+    /// [`events::list_version`]); `None` when Redis cannot say.
+    pub async fn list_version(&self, org: OrgId) -> Option<String> {
+        events::list_version(&self.inner.redis, &self.inner.keys, org).await
+    }
+
     /// Cancels a job: a queued (or retry-waiting) one never starts; a
     /// running one is told to stop and ends as cancelled.
     pub async fn cancel(&self, org: &Org, actor: &Actor, id: Uuid) -> Result<Job, JobsError> {
@@ -795,10 +836,12 @@ impl Jobs {
         )
         .await?;
         tx.commit().await?;
+        let pipeline = self.inner.redis.pipeline();
         if let Some(keys) = self.queue_keys(&job.2) {
-            let _: Result<i64, _> =
-                self.inner.redis.zrem(&keys.dead, dead_member(org.id, id)).await;
+            let _: () = pipeline.zrem(&keys.dead, dead_member(org.id, id)).await?;
         }
+        events::touch_in(&pipeline, &self.inner.keys, org.id).await;
+        let _: Result<Vec<fred::types::Value>, _> = pipeline.all().await;
         Ok(())
     }
 
@@ -836,6 +879,9 @@ impl Jobs {
             if let Some(keys) = self.queue_keys(queue) {
                 let _: () = pipeline.zrem(&keys.dead, dead_member(org.id, *id)).await?;
             }
+        }
+        if !deleted.is_empty() {
+            events::touch_in(&pipeline, &self.inner.keys, org.id).await;
         }
         let _: Result<Vec<fred::types::Value>, _> = pipeline.all().await;
         Ok(deleted.len() as u64)

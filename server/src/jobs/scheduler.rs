@@ -408,13 +408,12 @@ async fn fire_org(
         max_attempts: i32::try_from(max_attempts).unwrap_or(1),
         run_at: tick,
         unique_key: None,
+        created_by: format!("schedule:{}", schedule.name),
     };
-    let created_by = format!("schedule:{}", schedule.name);
     if !schedules::mark_fired(&mut *tx, &schema, id, tick, Some(row.id), next).await? {
         return Ok(Outcome::Nothing);
     }
-    let inserted =
-        store::insert(&mut *tx, &schema, std::slice::from_ref(&row), &created_by).await?;
+    let inserted = store::insert(&mut *tx, &schema, std::slice::from_ref(&row)).await?;
     tx.commit().await?;
     schedules::index(
         redis,

@@ -36,6 +36,8 @@ pub(crate) struct NewRow {
     pub max_attempts: i32,
     pub run_at: DateTime<Utc>,
     pub unique_key: Option<String>,
+    /// Who enqueued it (`user:…`, `schedule:…`, `system`).
+    pub created_by: String,
 }
 
 /// Filters for listing jobs.
@@ -60,7 +62,7 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 }
 
 /// The record of a job just inserted.
-fn queued(row: &NewRow, created_by: &str, created_at: DateTime<Utc>) -> Job {
+fn queued(row: &NewRow, created_at: DateTime<Utc>) -> Job {
     Job {
         id: row.id,
         kind: row.kind.clone(),
@@ -73,7 +75,7 @@ fn queued(row: &NewRow, created_by: &str, created_at: DateTime<Utc>) -> Job {
         max_attempts: row.max_attempts,
         run_at: row.run_at,
         unique_key: row.unique_key.clone(),
-        created_by: created_by.to_owned(),
+        created_by: row.created_by.clone(),
         worker_id: None,
         cancel_requested_at: None,
         created_at,
@@ -93,7 +95,6 @@ pub(crate) async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     schema: &SchemaName,
     rows: &[NewRow],
-    created_by: &str,
 ) -> Result<Vec<Job>, sqlx::Error> {
     if let [row] = rows
         && row.unique_key.is_none()
@@ -111,16 +112,16 @@ pub(crate) async fn insert<'e>(
             .bind(&row.payload)
             .bind(row.max_attempts)
             .bind(row.run_at)
-            .bind(created_by)
+            .bind(&row.created_by)
             .fetch_one(executor)
             .await?;
-        return Ok(vec![queued(row, created_by, created_at)]);
+        return Ok(vec![queued(row, created_at)]);
     }
     let sql = format!(
         "INSERT INTO {} (id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
-         SELECT u.id, u.kind, u.queue, u.payload, u.max_attempts, u.run_at, u.unique_key, $8 \
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::timestamptz[], $7::text[]) \
-           AS u(id, kind, queue, payload, max_attempts, run_at, unique_key) \
+         SELECT u.id, u.kind, u.queue, u.payload, u.max_attempts, u.run_at, u.unique_key, u.created_by \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::timestamptz[], $7::text[], $8::text[]) \
+           AS u(id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
          ON CONFLICT {UNIQUE_TARGET} DO NOTHING RETURNING {JOB_COLUMNS}",
         schema.qualify("jobs")
     );
@@ -133,7 +134,7 @@ pub(crate) async fn insert<'e>(
         .bind(rows.iter().map(|r| r.max_attempts).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.run_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.unique_key.as_deref()).collect::<Vec<_>>())
-        .bind(created_by)
+        .bind(rows.iter().map(|r| r.created_by.as_str()).collect::<Vec<_>>())
         .fetch_all(executor)
         .await
 }

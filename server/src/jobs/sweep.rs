@@ -225,13 +225,18 @@ pub async fn prune(jobs: &Jobs) -> Result<PruneReport, JobsError> {
             continue;
         }
         report.orgs += 1;
+        let mut pruned = 0;
         loop {
             let n = store::prune(jobs.pool(), &org.schema(), before, 5_000).await?;
-            report.jobs += n;
+            pruned += n;
             if n < 5_000 {
                 break;
             }
         }
+        if pruned > 0 {
+            super::events::touch(jobs.redis(), jobs.keys(), org.id).await;
+        }
+        report.jobs += pruned;
     }
     Ok(report)
 }

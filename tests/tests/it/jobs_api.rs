@@ -583,3 +583,105 @@ async fn a_websocket_ping_pong_keeps_working() {
         .expect("ok");
     assert!(matches!(pong, Message::Pong(_)), "{pong:?}");
 }
+
+#[tokio::test]
+async fn concurrent_enqueues_are_each_recorded_once_under_their_callers() {
+    let ctx = TestContext::new().await;
+    let World { app, tokens, .. } = world(&ctx).await;
+    let (owner, member) = (tokens[0].1.clone(), tokens[2].1.clone());
+    // 200 calls at once, from two users; they are written together, and
+    // one payload PostgreSQL could not store is refused on its own.
+    let calls = (0..200).map(|i| {
+        let (app, owner, member) = (&app, owner.clone(), member.clone());
+        async move {
+            let token = if i % 2 == 0 { owner } else { member };
+            let payload = if i == 7 { json!({ "bad": "nul \u{0}" }) } else { json!({ "n": i }) };
+            let body = json!({ "kind": "noop", "payload": payload, "delay_secs": 3600 });
+            (
+                i,
+                app.call(Method::POST, "/api/v1/orgs/alpha/jobs", token.as_deref(), Some(body))
+                    .await,
+            )
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    for (i, (status, job)) in answers {
+        if i == 7 {
+            assert_eq!((status, job["code"].as_str()), (422, Some("invalid_payload")), "{job}");
+            continue;
+        }
+        assert_eq!(status, 201, "{job}");
+        assert_eq!(job["payload"]["n"], i);
+        let by = if i % 2 == 0 {
+            "user:owner@alpha.example.com"
+        } else {
+            "user:member@alpha.example.com"
+        };
+        assert_eq!(job["created_by"], by);
+        assert!(ids.insert(job["id"].as_str().expect("id").to_owned()), "a fresh id");
+    }
+    let org = alpha(&app).await;
+    let sql = format!(
+        "SELECT created_by, count(*) FROM {} GROUP BY created_by ORDER BY created_by",
+        org.schema().qualify("jobs")
+    );
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&app.state.db).await.expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("user:member@alpha.example.com".to_owned(), 99),
+            ("user:owner@alpha.example.com".to_owned(), 100)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn job_lists_follow_every_change_of_the_org_s_jobs() {
+    let ctx = TestContext::new().await;
+    let World { app, tokens, .. } = world(&ctx).await;
+    let member = tokens[2].1.as_deref();
+    let org = alpha(&app).await;
+    let list = || async {
+        let (status, body) =
+            app.call(Method::GET, "/api/v1/orgs/alpha/jobs?limit=10", member, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|j| (j["id"].as_str().unwrap_or_default().to_owned(), j["status"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(list().await.is_empty());
+    // The same page twice while nothing changes: the same answer.
+    assert_eq!(list().await, list().await);
+
+    // An enqueue through the services (not this request path) shows.
+    let dead = job_in(&app, &org, JobStatus::Dead).await;
+    // That one was changed behind the services' back (a test shortcut);
+    // the next enqueue marks the list changed.
+    let (_, posted) = app
+        .call(Method::POST, "/api/v1/orgs/alpha/jobs", member, Some(json!({ "kind": "noop" })))
+        .await;
+    let id = posted["id"].as_str().expect("id").to_owned();
+    let page = list().await;
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0], (id.clone(), json!("queued")));
+    assert_eq!(page[1], (dead.to_string(), json!("dead")));
+
+    // A worker runs it: the cached page is not served again.
+    let worker = TestWorker::start(&app.state.jobs, 2);
+    let ran = eventually(Duration::from_secs(20), || async {
+        list().await[0] == (id.clone(), json!("succeeded"))
+    })
+    .await;
+    assert!(ran, "the list shows the job succeeded: {:?}", list().await);
+    worker.stop().await;
+
+    // Discarding the dead job (which announces no status) drops it.
+    let path = format!("/api/v1/orgs/alpha/jobs/{dead}");
+    assert_eq!(app.call(Method::DELETE, &path, member, None).await.0, 204);
+    assert_eq!(list().await, vec![(id, json!("succeeded"))]);
+}
