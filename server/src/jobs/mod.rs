@@ -495,7 +495,7 @@ impl Jobs {
     ///
     /// Jobs without a unique key (the API's common case) are combined with
     /// other callers' into one multi-row insert and one Redis pipeline
-    /// ([`combine`]): under load, one commit records many jobs, and a lone
+    /// (`jobs::combine`): under load, one commit records many jobs, and a lone
     /// call is written at once. The call returns once its row is
     /// committed, as before.
     pub async fn enqueue(
@@ -711,7 +711,7 @@ impl Jobs {
     }
 
     /// The current version of `org`'s job lists (see
-    /// [`events::list_version`]); `None` when Redis cannot say.
+    /// `events::list_version`); `None` when Redis cannot say.
     pub async fn list_version(&self, org: OrgId) -> Option<String> {
         events::list_version(&self.inner.redis, &self.inner.keys, org).await
     }
