@@ -5,7 +5,8 @@
 //! POSTs at the same concurrency as the baseline.
 //!
 //! Run: `cargo bench -p orgstack-tests --bench webhooks` (add `-- --events N
-//! --concurrency C`). Uses `DATABASE_URL`/`REDIS_URL` when set, otherwise
+//! --concurrency C --steady N --rate R`: the latency phase sends N events one
+//! at a time at R per second). Uses `DATABASE_URL`/`REDIS_URL` when set, otherwise
 //! private servers, like the tests.
 
 use std::sync::{Arc, Mutex};
@@ -29,11 +30,22 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// Waits until `n` deliveries arrived.
+async fn wait_for(delays: &Mutex<Vec<f64>>, n: usize, start: Instant) -> anyhow::Result<()> {
+    while delays.lock().expect("lock").len() < n {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "deliveries did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let events = arg(&args, "--events", 2000);
     let concurrency = arg(&args, "--concurrency", 32);
+    let steady = arg(&args, "--steady", 2000);
+    let rate = arg(&args, "--rate", 200);
 
     // The receiver: records each arrival's delay after the event's stamp.
     let delays: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -99,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
         },
     );
 
-    // Emit in batches of 100 (as a busy org's finished jobs would).
+    // Throughput: emitted in batches of 100 as fast as they go (as a busy
+    // org's finished jobs would be); latency here includes the backlog.
     let start = Instant::now();
     let mut emitted = 0;
     while emitted < events {
@@ -108,24 +121,37 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         emitted += orgstack::webhooks::emit(&state.jobs, org.id, batch).await;
     }
-    while delays.lock().expect("lock").len() < events {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "deliveries did not finish");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(&delays, events, start).await?;
     let elapsed = start.elapsed();
+    let mut burst = std::mem::take(&mut *delays.lock().expect("lock"));
+
+    // Latency: one event at a time at a steady rate below capacity.
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    for i in 0..steady {
+        ticker.tick().await;
+        let event = json!({ "id": i, "kind": "bench", "stamp": now_micros() });
+        let (jobs, org) = (state.jobs.clone(), org.id);
+        tokio::spawn(async move {
+            orgstack::webhooks::emit(&jobs, org, vec![("job.succeeded", event)]).await
+        });
+    }
+    wait_for(&delays, steady, start).await?;
+    let mut steady_delays = std::mem::take(&mut *delays.lock().expect("lock"));
     worker.stop().await;
-    let mut latencies = delays.lock().expect("lock").clone();
-    let (p50, p99, max) = summary(&mut latencies);
-    let sorted = latencies;
-    let p90 = orgstack_tests::scale::percentile(&sorted, 0.9);
     println!("{events} events, one endpoint, worker concurrency {concurrency}");
     println!("receiver alone (plain POSTs, {concurrency} at once)    {baseline:>8.0} requests/s");
     println!(
         "webhook deliveries (row, job, sign, POST, record) {:>8.0} deliveries/s",
         events as f64 / elapsed.as_secs_f64()
     );
-    println!(
-        "emission to arrival: p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
-    );
+    for (label, latencies) in [
+        (format!("{events} at once, emission to arrival"), &mut burst),
+        (format!("{steady} at {rate}/s, emission to arrival"), &mut steady_delays),
+    ] {
+        let (p50, p99, max) = summary(latencies);
+        let p90 = orgstack_tests::scale::percentile(latencies, 0.9);
+        println!("{label}: p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    }
     Ok(())
 }

@@ -550,13 +550,18 @@ impl Jobs {
             .map(|job| self.new_row(job, &created_by, now))
             .collect::<Result<Vec<_>, _>>()?;
         let schema = org.schema();
-        let created = store::insert(&self.inner.pool, &schema, &rows).await?;
+        let mut created: std::collections::HashMap<Uuid, Job> =
+            store::insert(&self.inner.pool, &schema, &rows)
+                .await?
+                .into_iter()
+                .map(|job| (job.id, job))
+                .collect();
         let mut results = Vec::with_capacity(rows.len());
         let mut fresh = Vec::new();
         for row in &rows {
-            if let Some(job) = created.iter().find(|j| j.id == row.id) {
-                results.push(Enqueued { job: job.clone(), created: true });
+            if let Some(job) = created.remove(&row.id) {
                 fresh.push(job.clone());
+                results.push(Enqueued { job, created: true });
             } else {
                 // Its unique key is held by an unfinished job: return that one.
                 let key = row.unique_key.as_deref().unwrap_or_default();

@@ -383,15 +383,13 @@ impl Webhooks {
         if endpoint.is_some_and(|e| e != original.endpoint_id) {
             return Err(WebhookError::DeliveryNotFound);
         }
-        let mut made = insert_deliveries(
-            &self.jobs,
-            org,
-            &[original.endpoint_id],
-            original.event_id,
-            &original.event_type,
-            &original.payload,
-        )
-        .await?;
+        let row = NewDelivery {
+            endpoint_id: original.endpoint_id,
+            event_id: original.event_id,
+            event_type: &original.event_type,
+            payload: &original.payload,
+        };
+        let mut made = insert_deliveries(&self.jobs, org, &[row]).await?;
         let delivery = made.pop().ok_or(WebhookError::DeliveryNotFound)?;
         enqueue(&self.jobs, org, actor, std::slice::from_ref(&delivery)).await?;
         self.delivery(org, delivery.id).await
@@ -421,27 +419,33 @@ async fn subscriptions(jobs: &Jobs, org: OrgId) -> Result<Subscriptions, sqlx::E
     Ok(found)
 }
 
+/// One delivery to record: an event for one endpoint.
+struct NewDelivery<'a> {
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event_type: &'a str,
+    payload: &'a Value,
+}
+
+/// Records deliveries in one statement, in the order given.
 async fn insert_deliveries(
     jobs: &Jobs,
     org: &Org,
-    endpoints: &[Uuid],
-    event_id: Uuid,
-    event_type: &str,
-    payload: &Value,
+    rows: &[NewDelivery<'_>],
 ) -> Result<Vec<Delivery>, sqlx::Error> {
-    let ids: Vec<Uuid> = endpoints.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO {} (id, endpoint_id, event_id, event_type, payload) \
-         SELECT u.id, u.endpoint_id, $3, $4, $5 FROM unnest($1::uuid[], $2::uuid[]) AS u(id, endpoint_id) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) \
          RETURNING {DELIVERY_COLUMNS}",
         org.schema().qualify("webhook_deliveries")
     )))
     .persistent(false)
     .bind(&ids)
-    .bind(endpoints)
-    .bind(event_id)
-    .bind(event_type)
-    .bind(payload)
+    .bind(rows.iter().map(|r| r.endpoint_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
     .fetch_all(jobs.pool())
     .await
 }
@@ -507,7 +511,9 @@ async fn try_emit(
         return Ok(0);
     }
     let mut org: Option<Arc<Org>> = None;
-    let mut made = 0;
+    // Every event of the call in one insert and one enqueue: a worker that
+    // finishes a batch of jobs announces them together.
+    let mut events_made: Vec<(Vec<Uuid>, Uuid, &'static str, Value)> = Vec::new();
     for (event_type, data) in events {
         let targets: Vec<Uuid> = subscriptions
             .iter()
@@ -521,7 +527,7 @@ async fn try_emit(
             Some(org) => org.clone(),
             None => {
                 let Some(found) = jobs.orgs().by_id(org_id).await.map_err(JobsError::from)? else {
-                    return Ok(made);
+                    return Ok(0);
                 };
                 org = Some(found.clone());
                 found
@@ -533,10 +539,23 @@ async fn try_emit(
             "org": { "id": org.id.to_string(), "slug": org.slug.to_string() },
             "data": data,
         });
-        let deliveries =
-            insert_deliveries(jobs, &org, &targets, Uuid::now_v7(), event_type, &payload).await?;
-        enqueue(jobs, &org, &Actor::System, &deliveries).await?;
-        made += deliveries.len();
+        events_made.push((targets, Uuid::now_v7(), event_type, payload));
     }
-    Ok(made)
+    let Some(org) = org else {
+        return Ok(0);
+    };
+    let rows: Vec<NewDelivery<'_>> = events_made
+        .iter()
+        .flat_map(|(targets, event_id, event_type, payload)| {
+            targets.iter().map(move |endpoint_id| NewDelivery {
+                endpoint_id: *endpoint_id,
+                event_id: *event_id,
+                event_type,
+                payload,
+            })
+        })
+        .collect();
+    let deliveries = insert_deliveries(jobs, &org, &rows).await?;
+    enqueue(jobs, &org, &Actor::System, &deliveries).await?;
+    Ok(deliveries.len())
 }

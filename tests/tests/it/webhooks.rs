@@ -211,6 +211,71 @@ async fn deliveries_are_signed_retried_after_a_500_and_replayable() {
 }
 
 #[tokio::test]
+async fn events_announced_together_reach_each_subscribed_endpoint_once() {
+    let ctx = TestContext::new().await;
+    let (app, token, org) = setup(&ctx, true).await;
+    let (url_a, a) = Receiver::start(&[], 200).await;
+    let (url_b, b) = Receiver::start(&[], 200).await;
+    let (_, created_a) =
+        create(&app, &token, json!({ "url": url_a, "event_types": ["job.succeeded", "job.dead"] }))
+            .await;
+    let (_, created_b) =
+        create(&app, &token, json!({ "url": url_b, "event_types": ["job.succeeded"] })).await;
+    let worker = TestWorker::start_all(&app.state.jobs, 4);
+    // One call with three events, as a worker finishing a batch makes.
+    let made = orgstack::webhooks::emit(
+        &app.state.jobs,
+        org.id,
+        vec![
+            ("job.succeeded", json!({ "id": "one" })),
+            ("job.dead", json!({ "id": "two" })),
+            ("member.added", json!({ "id": "nobody subscribed" })),
+            ("job.succeeded", json!({ "id": "three" })),
+        ],
+    )
+    .await;
+    assert_eq!(made, 5, "three events for A, two for B");
+    let got_a = a.wait_for(3).await;
+    let got_b = b.wait_for(2).await;
+    let seen = |got: &[(HeaderMap, String)]| {
+        let mut seen: Vec<(String, String, String)> = got
+            .iter()
+            .map(|(headers, body)| {
+                let event: Value = serde_json::from_str(body).expect("json");
+                (
+                    event["type"].as_str().expect("type").to_owned(),
+                    event["data"]["id"].as_str().expect("id").to_owned(),
+                    headers["webhook-id"].to_str().expect("webhook-id").to_owned(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    let (seen_a, seen_b) = (seen(&got_a), seen(&got_b));
+    let events = |seen: &[(String, String, String)]| {
+        seen.iter().map(|(t, id, _)| format!("{t} {id}")).collect::<Vec<_>>()
+    };
+    assert_eq!(events(&seen_a), ["job.dead two", "job.succeeded one", "job.succeeded three"]);
+    assert_eq!(events(&seen_b), ["job.succeeded one", "job.succeeded three"]);
+    // An event is one message: the same webhook-id at both endpoints, and
+    // each event its own.
+    assert_eq!(seen_a[1].2, seen_b[0].2);
+    assert_eq!(seen_a[2].2, seen_b[1].2);
+    assert_ne!(seen_a[1].2, seen_a[2].2);
+    for created in [&created_a, &created_b] {
+        let webhook = created["id"].as_str().expect("id");
+        let list = wait_delivery(&app, &token, webhook, "succeeded").await;
+        for delivery in &list {
+            assert!(delivery["job_id"].is_string(), "each delivery names its job: {delivery}");
+        }
+    }
+    ctx.drain(&org, Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_eq!((a.requests().len(), b.requests().len()), (3, 2), "each delivered once");
+}
+
+#[tokio::test]
 async fn a_delivery_that_keeps_failing_gives_up_after_the_last_attempt() {
     let ctx = TestContext::new().await;
     let (app, token, org) = setup(&ctx, true).await;
