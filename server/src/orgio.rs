@@ -307,7 +307,7 @@ async fn store_files(
                     break;
                 }
                 hasher.update(&buffer[..n]);
-                writer.write(bytes::Bytes::copy_from_slice(&buffer[..n])).await?;
+                writer.write(&buffer[..n]).await?;
             }
             Ok(())
         }

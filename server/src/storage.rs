@@ -65,6 +65,12 @@ impl std::fmt::Debug for Storage {
 /// mid-upload) leaves nothing behind.
 pub struct ObjectWriter {
     inner: Option<BufWriter>,
+    /// The part being filled, in memory of its own: the chunks a request
+    /// body arrives in are slices of the connection's read buffer, and
+    /// holding them would pin that buffer (hundreds of KiB each) until the
+    /// part is written, instead of letting the connection reuse it.
+    pending: bytes::BytesMut,
+    part_bytes: usize,
 }
 
 impl std::fmt::Debug for ObjectWriter {
@@ -80,12 +86,44 @@ impl ObjectWriter {
             .ok_or_else(|| StorageError::Io(std::io::Error::other("the upload already ended")))
     }
 
-    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
-        self.writer()?.put(bytes).await.map_err(from_store)
+    /// Copies `bytes` into the part being filled; a full part is handed
+    /// to the store.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.pending.capacity() == 0 {
+                self.pending = bytes::BytesMut::with_capacity(self.part_bytes);
+            }
+            let room = self.part_bytes.saturating_sub(self.pending.len()).max(1);
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.pending.extend_from_slice(now);
+            rest = later;
+            if self.pending.len() >= self.part_bytes {
+                self.flush_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the part being filled to the store.
+    async fn flush_part(&mut self) -> Result<(), StorageError> {
+        let part = std::mem::take(&mut self.pending).freeze();
+        if part.is_empty() {
+            return Ok(());
+        }
+        self.writer()?.put(part).await.map_err(from_store)
     }
 
     pub async fn finish(mut self) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
+        if let Err(err) = self.flush_part().await {
+            if let Some(mut inner) = self.inner.take()
+                && let Err(abort) = inner.abort().await
+            {
+                tracing::warn!(error = %abort, "could not abort a failed upload");
+            }
+            return Err(err);
+        }
         let mut inner = self
             .inner
             .take()
@@ -128,7 +166,7 @@ impl Drop for ObjectWriter {
 /// about two parts in memory (one filling, one being sent).
 const S3_PART_BYTES: usize = 5 << 20;
 /// Filesystem parts: small, so many uploads at once hold little memory.
-const FS_PART_BYTES: usize = 256 << 10;
+const FS_PART_BYTES: usize = 64 << 10;
 
 /// One object read back.
 pub struct ObjectRead {
@@ -214,7 +252,11 @@ impl Storage {
         // One part sent at a time: memory stays at about two parts.
         let inner = BufWriter::with_capacity(self.store.clone(), key.clone(), self.part_bytes)
             .with_max_concurrency(1);
-        ObjectWriter { inner: Some(inner) }
+        ObjectWriter {
+            inner: Some(inner),
+            pending: bytes::BytesMut::new(),
+            part_bytes: self.part_bytes,
+        }
     }
 
     /// Reads `key` whole, or `range` of it.

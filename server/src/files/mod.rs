@@ -181,9 +181,9 @@ impl Files {
                         continue;
                     }
                     content_type = Some(self.decide(&head, declared_type)?);
-                    writer.write(Bytes::from(std::mem::take(&mut head))).await?;
+                    writer.write(&std::mem::take(&mut head)).await?;
                 } else {
-                    writer.write(chunk).await?;
+                    writer.write(&chunk).await?;
                 }
             }
             if size == 0 {
@@ -191,7 +191,7 @@ impl Files {
             }
             if content_type.is_none() {
                 content_type = Some(self.decide(&head, declared_type)?);
-                writer.write(Bytes::from(std::mem::take(&mut head))).await?;
+                writer.write(&std::mem::take(&mut head)).await?;
             }
             Ok(())
         }

@@ -23,9 +23,7 @@ mod schedules;
 mod signup;
 mod webhooks;
 
-use axum::serve::ListenerExt;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -221,19 +219,14 @@ pub async fn serve(
                 .await
         })
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state);
     let mut stop = stop_rx.clone();
-    // Responses and WebSocket frames go out as soon as they are written.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(
+    let server =
+        serve_api(
+            listener,
+            app,
             async move { stop.wait_for(|s| *s).await.map(|_| ()).unwrap_or(()) },
-        )
-        .into_future();
+        );
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
@@ -253,6 +246,66 @@ pub async fn serve(
     if let Some(task) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
+    Ok(())
+}
+
+/// The most a connection reads ahead of its request's handler. hyper's own
+/// limit is about 400 KiB, and a fast client fills it: 100 uploads at once
+/// then held 40 MiB in read buffers and as much again in the multipart
+/// parser's copies. Request heads must fit too (64 KiB is plenty).
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
+/// The API's accept loop (HTTP/1.1 with upgrades for WebSockets, and
+/// HTTP/2): each connection gets its peer's address (`ConnectInfo`) and
+/// `TCP_NODELAY` (responses and WebSocket frames go out as soon as they are
+/// written). When `stop` resolves, no new connection is taken and the open
+/// ones finish their requests; resolves when the last one closed.
+async fn serve_api(
+    listener: TcpListener,
+    app: Router,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(READ_BUFFER_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait, as axum does.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(request)
+            },
+        );
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::trace!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
 }
 

@@ -28,17 +28,17 @@ async fn storage_suite(storage: Storage) {
     let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut writer = storage.writer(&storage.key(a, f1));
     for chunk in big.chunks(700_000) {
-        writer.write(bytes::Bytes::copy_from_slice(chunk)).await.expect("write");
+        writer.write(chunk).await.expect("write");
     }
     writer.finish().await.expect("finish");
     for (org, id) in [(a, f2), (b, f3)] {
         let mut writer = storage.writer(&storage.key(org, id));
-        writer.write(bytes::Bytes::from_static(b"hello")).await.expect("write");
+        writer.write(b"hello").await.expect("write");
         writer.finish().await.expect("finish");
     }
     // An aborted write leaves nothing.
     let mut aborted = storage.writer(&storage.key(a, uuid::Uuid::now_v7()));
-    aborted.write(bytes::Bytes::from(vec![1u8; 6 << 20])).await.expect("write");
+    aborted.write(&vec![1u8; 6 << 20]).await.expect("write");
     aborted.abort().await;
 
     let read = storage.read(&storage.key(a, f1), None).await.expect("read");
