@@ -88,11 +88,22 @@ request = function()
 end
 LUA
 
-# Resident memory (kB) of a process, sampled every second into a file.
-sample() { while kill -0 "$1" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$1/status" >> "$2"; sleep 1; done; }
-sample "$DEV" "$DIR/server.rss" &
-sample "$WORKER" "$DIR/worker.rss" &
-peak() { sort -n "$1" | tail -1; }
+# Memory (kB) of a process each second: resident (RSS), proportional
+# (PSS: shared pages, such as the binary's code that the server and the
+# worker both map, split between the processes; the measure quoted for
+# Celery and gunicorn) and anonymous (heap and stacks, the process's own).
+sample() {
+  while kill -0 "$1" 2>/dev/null; do
+    awk '$1=="Rss:" {r=$2} $1=="Pss:" {p=$2} $1=="Anonymous:" {a=$2} END {print r, p, a}' \
+      "/proc/$1/smaps_rollup" >> "$2" 2>/dev/null
+    sleep 1
+  done
+}
+sample "$DEV" "$DIR/server.mem" &
+sample "$WORKER" "$DIR/worker.mem" &
+peak() { # file: peak RSS, peak PSS, peak anonymous (MB)
+  awk '$1>r {r=$1} $2>p {p=$2} $3>a {a=$3} END {printf "RSS %.1f MB, PSS %.1f MB, anonymous %.1f MB", r/1024, p/1024, a/1024}' "$1"
+}
 now() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 run() { # label, then wrk arguments
@@ -122,4 +133,4 @@ echo "queue drained by the worker"
 run "GET /orgs/bench/jobs?limit=50" -s "$DIR/auth.lua" "$BASE/api/v1/orgs/bench/jobs?limit=50"
 run "GET /orgs/{1 of $ORGS}/jobs?limit=50, round-robin" -s "$DIR/get_orgs.lua" "$BASE"
 run "GET /orgs/bench/jobs?limit=50 (again)" -s "$DIR/auth.lua" "$BASE/api/v1/orgs/bench/jobs?limit=50"
-echo "peak RSS during the runs: server $(peak "$DIR/server.rss") kB, worker $(peak "$DIR/worker.rss") kB"
+echo "peak memory during the runs: server $(peak "$DIR/server.mem"); worker $(peak "$DIR/worker.mem")"
