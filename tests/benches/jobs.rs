@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo bench -p orgstack-tests --bench jobs [-- --jobs N --big N
 //! --concurrency C --skip-big | --only-platform | --only-org-drain |
+//! --only-org-single |
 //! --only-latency]`. Uses `DATABASE_URL`/`REDIS_URL` when set
 //! (a fresh database and key prefix), otherwise starts a private, durable
 //! (fsync on) PostgreSQL and a Redis in a temporary folder.
@@ -171,6 +172,18 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
                 "{kind} enqueue-to-start at 1,000 jobs/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
             );
         }
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--only-org-single") {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            rates.push(org_enqueue_single(&bench, 64, Duration::from_secs(5)).await?);
+            drain(&bench, 0).await?;
+        }
+        println!(
+            "org enqueue, one job per call, 64 callers, median of 3 runs of 5 s: {:.0} jobs/s",
+            median(&mut rates)
+        );
         return Ok(());
     }
     if args.iter().any(|a| a == "--only-org-drain") {
