@@ -92,7 +92,9 @@ impl ObjectWriter {
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.pending.capacity() == 0 {
-                self.pending = bytes::BytesMut::with_capacity(self.part_bytes);
+                // Grows as bytes come: a small file on S3 (5 MiB parts)
+                // does not take a whole part's memory.
+                self.pending = bytes::BytesMut::with_capacity(self.part_bytes.min(64 << 10));
             }
             let room = self.part_bytes.saturating_sub(self.pending.len()).max(1);
             let (now, later) = rest.split_at(room.min(rest.len()));

@@ -51,8 +51,6 @@ async fn main() -> anyhow::Result<()> {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(ctx.env())
-        // Allocator settings to try (e.g. MIMALLOC_PURGE_DELAY) pass through.
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
         .env("RUST_LOG", "warn")
         .env("BIND_ADDR", &addr)
         .env("METRICS_ADDR", &metrics)

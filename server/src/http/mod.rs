@@ -256,9 +256,7 @@ pub async fn serve(
 const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// The API's accept loop (HTTP/1.1 with upgrades for WebSockets, and
-/// HTTP/2): each connection gets its peer's address (`ConnectInfo`) and
-/// `TCP_NODELAY` (responses and WebSocket frames go out as soon as they are
-/// written). When `stop` resolves, no new connection is taken and the open
+/// HTTP/2): each connection gets its peer's address (`ConnectInfo`). When `stop` resolves, no new connection is taken and the open
 /// ones finish their requests; resolves when the last one closed.
 async fn serve_api(
     listener: TcpListener,
@@ -273,22 +271,7 @@ async fn serve_api(
     builder.http1().max_buf_size(READ_BUFFER_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: wait, as axum does.
-                    tracing::warn!(error = %err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-        }
+    while let Some((stream, peer)) = accept_until(&listener, stop.as_mut(), "HTTP").await {
         let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
@@ -307,6 +290,34 @@ async fn serve_api(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The next connection on `listener`, with `TCP_NODELAY` set (answers and
+/// frames go out as soon as they are written), or `None` once `stop`
+/// resolves. A failed accept (out of file descriptors and the like) is
+/// logged and waited out. Shared by the API and admin-tui's SSH server.
+pub async fn accept_until(
+    listener: &TcpListener,
+    mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %err, "cannot set TCP_NODELAY on a {what} connection");
+                    }
+                    return Some((stream, peer));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot accept a {what} connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = stop.as_mut() => return None,
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

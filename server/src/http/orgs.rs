@@ -42,11 +42,10 @@ impl<T> ListResponse<T> {
     }
 }
 
-/// Serialized into a buffer sized for the page at once (lists are the
-/// largest responses; growing the buffer step by step copies them again
-/// and again).
 impl<T: Serialize> ListResponse<T> {
-    /// The JSON body.
+    /// The JSON body, serialized into a buffer sized for the page at once
+    /// (lists are the largest responses; growing the buffer step by step
+    /// copies them again and again).
     pub(super) fn to_body(&self) -> Result<bytes::Bytes, ApiError> {
         let mut body = Vec::with_capacity(64 + self.items.len() * 384);
         serde_json::to_writer(&mut body, self).map_err(ApiError::internal)?;

@@ -301,6 +301,17 @@ pub enum JobsError {
     Interrupted,
 }
 
+/// Whether a string in `value` (a key or a value) holds U+0000, which a
+/// PostgreSQL `jsonb` cannot store.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// Payloads larger than this (as JSON) are refused.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
@@ -461,13 +472,12 @@ impl Jobs {
             .registry
             .get(&job.kind)
             .ok_or_else(|| JobsError::UnknownKind(job.kind.chars().take(100).collect()))?;
-        let text = serde_json::to_string(&job.payload).unwrap_or_default();
-        if text.contains("\\u0000") {
+        if has_nul(&job.payload) {
             return Err(JobsError::InvalidPayload(
                 "strings may not contain \\u0000 (PostgreSQL cannot store it)".into(),
             ));
         }
-        let size = text.len();
+        let size = serde_json::to_string(&job.payload).map_or(usize::MAX, |s| s.len());
         if size > MAX_PAYLOAD_BYTES {
             return Err(JobsError::InvalidPayload(format!(
                 "{size} bytes; at most {MAX_PAYLOAD_BYTES}"

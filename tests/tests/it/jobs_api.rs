@@ -595,7 +595,12 @@ async fn concurrent_enqueues_are_each_recorded_once_under_their_callers() {
         let (app, owner, member) = (&app, owner.clone(), member.clone());
         async move {
             let token = if i % 2 == 0 { owner } else { member };
-            let payload = if i == 7 { json!({ "bad": "nul \u{0}" }) } else { json!({ "n": i }) };
+            let payload = match i {
+                7 => json!({ "bad": "nul \u{0}" }),
+                // The six characters `\u0000` are text like any other.
+                8 => json!({ "n": i, "text": "a backslash, then u0000: \\u0000" }),
+                _ => json!({ "n": i }),
+            };
             let body = json!({ "kind": "noop", "payload": payload, "delay_secs": 3600 });
             (
                 i,
@@ -613,6 +618,9 @@ async fn concurrent_enqueues_are_each_recorded_once_under_their_callers() {
         }
         assert_eq!(status, 201, "{job}");
         assert_eq!(job["payload"]["n"], i);
+        if i == 8 {
+            assert_eq!(job["payload"]["text"], "a backslash, then u0000: \\u0000");
+        }
         let by = if i % 2 == 0 {
             "user:owner@alpha.example.com"
         } else {

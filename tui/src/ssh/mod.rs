@@ -116,20 +116,9 @@ pub async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let connections = Arc::new(Live::default());
     let stop = orgstack::http::shutdown_signal();
     tokio::pin!(stop);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %err, "accepting an SSH connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let _ = socket.set_nodelay(true);
+    while let Some((socket, peer)) =
+        orgstack::http::accept_until(&listener, stop.as_mut(), "SSH").await
+    {
         let wire = Arc::new(AtomicU64::new(0));
         let connection = Connection {
             state: state.clone(),
