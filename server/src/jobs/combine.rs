@@ -2,22 +2,26 @@
 //! `POST .../jobs`) by many callers at once are written by one multi-row
 //! insert per org, one commit, and one Redis pipeline.
 //!
-//! A task per process takes whatever calls are waiting, up to [`BATCH`],
-//! and writes them while the next calls gather; up to [`IN_FLIGHT`] batches
-//! are written at once. Nothing waits for company: a lone call is written
-//! as soon as it arrives, so under light load a call costs what it did
-//! alone, and under heavy load commits (and their `fsync`) are shared.
-//! Each call still returns only after its row is committed and its entry
-//! handed to Redis.
+//! A call that finds nothing being written writes its row itself, at once
+//! (under light load a call costs what it would alone, with no hand-over
+//! between tasks). Otherwise it hands its row to a task per process that
+//! takes whatever calls are waiting, up to [`BATCH`], and writes them while
+//! the next calls gather; up to [`IN_FLIGHT`] batches are written at once,
+//! so under heavy load commits (and their `fsync`) are shared. Each call
+//! still returns only after its row is committed and its entry handed to
+//! Redis. (A call given up while it writes its own row, as when an HTTP
+//! client goes away, may leave a recorded job undispatched: the recovery
+//! sweep dispatches it.)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tenancy::{Org, OrgId};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::store::{self, NewRow};
+use super::store::NewRow;
 use super::{Enqueued, Inner, Job, Jobs, JobsError};
 
 /// Calls waiting to be written; more wait to hand theirs over.
@@ -28,7 +32,20 @@ const BATCH: usize = 256;
 const IN_FLIGHT: usize = 4;
 
 /// Where calls hand their rows over.
-pub(super) type Sender = mpsc::Sender<Pending>;
+pub(super) struct Combiner {
+    sender: mpsc::Sender<Pending>,
+    /// Writes under way, of batches or of lone calls.
+    writing: Arc<AtomicUsize>,
+}
+
+/// Counts a write as under way while it lives.
+struct Writing(Arc<AtomicUsize>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 pub(super) struct Pending {
     org: Org,
@@ -39,10 +56,15 @@ pub(super) struct Pending {
 /// Records `row` (a job without a unique key) in `org`'s schema with
 /// other callers' rows, and dispatches it.
 pub(super) async fn enqueue(jobs: &Jobs, org: &Org, row: NewRow) -> Result<Enqueued, JobsError> {
-    let sender = jobs.inner.combiner.get_or_init(|| start(Arc::downgrade(&jobs.inner)));
+    let combiner = jobs.inner.combiner.get_or_init(|| start(Arc::downgrade(&jobs.inner)));
+    if combiner.writing.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        let _writing = Writing(combiner.writing.clone());
+        let job = write_one(jobs, org, row).await?;
+        return Ok(Enqueued { job, created: true });
+    }
     let (reply, answer) = oneshot::channel();
     if let Err(mpsc::error::SendError(pending)) =
-        sender.send(Pending { org: org.clone(), row, reply }).await
+        combiner.sender.send(Pending { org: org.clone(), row, reply }).await
     {
         // The task is gone (its runtime stopped): write this one alone.
         let job = write_one(jobs, &pending.org, pending.row).await?;
@@ -52,14 +74,15 @@ pub(super) async fn enqueue(jobs: &Jobs, org: &Org, row: NewRow) -> Result<Enque
     Ok(Enqueued { job, created: true })
 }
 
-fn start(inner: Weak<Inner>) -> Sender {
+fn start(inner: Weak<Inner>) -> Combiner {
     let (sender, receiver) = mpsc::channel(WAITING);
-    tokio::spawn(run(inner, receiver));
-    sender
+    let writing = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(run(inner, receiver, writing.clone()));
+    Combiner { sender, writing }
 }
 
 /// Ends when the job services are dropped (the sender with them).
-async fn run(inner: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(inner: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>, writing: Arc<AtomicUsize>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         // A slot first: while every slot is writing, calls gather.
@@ -70,9 +93,11 @@ async fn run(inner: Weak<Inner>, mut receiver: mpsc::Receiver<Pending>) {
         }
         let Some(inner) = inner.upgrade() else { return };
         let jobs = Jobs { inner };
+        writing.fetch_add(1, Ordering::AcqRel);
+        let writing = Writing(writing.clone());
         tokio::spawn(async move {
             write(&jobs, batch).await;
-            drop(slot);
+            drop((slot, writing));
         });
     }
 }
@@ -106,9 +131,8 @@ async fn write_org(jobs: &Jobs, org: Org, rows: Vec<NewRow>, replies: Vec<Reply>
         }
         return;
     }
-    match store::insert(&jobs.inner.pool, &org.schema(), &rows).await {
+    match jobs.record(&org, &rows).await {
         Ok(created) => {
-            jobs.dispatch_recorded(org.id, &created).await;
             let mut created: HashMap<Uuid, Job> =
                 created.into_iter().map(|job| (job.id, job)).collect();
             for Reply { id, reply } in replies {
@@ -132,10 +156,8 @@ async fn write_org(jobs: &Jobs, org: Org, rows: Vec<NewRow>, replies: Vec<Reply>
 }
 
 async fn write_one(jobs: &Jobs, org: &Org, row: NewRow) -> Result<Job, JobsError> {
-    let job = store::insert(&jobs.inner.pool, &org.schema(), std::slice::from_ref(&row))
+    jobs.record(org, std::slice::from_ref(&row))
         .await?
         .pop()
-        .ok_or_else(|| JobsError::Invalid("the job was not recorded".into()))?;
-    jobs.dispatch_recorded(org.id, std::slice::from_ref(&job)).await;
-    Ok(job)
+        .ok_or_else(|| JobsError::Invalid("the job was not recorded".into()))
 }

@@ -391,7 +391,7 @@ struct Inner {
     registry: Registry,
     config: JobsConfig,
     queues: Mutex<HashMap<QueueName, Queue>>,
-    combiner: std::sync::OnceLock<combine::Sender>,
+    combiner: std::sync::OnceLock<combine::Combiner>,
 }
 
 impl Jobs {
@@ -561,16 +561,11 @@ impl Jobs {
             .collect::<Result<Vec<_>, _>>()?;
         let schema = org.schema();
         let mut created: std::collections::HashMap<Uuid, Job> =
-            store::insert(&self.inner.pool, &schema, &rows)
-                .await?
-                .into_iter()
-                .map(|job| (job.id, job))
-                .collect();
+            self.record(org, &rows).await?.into_iter().map(|job| (job.id, job)).collect();
         let mut results = Vec::with_capacity(rows.len());
         let mut fresh = Vec::new();
         for row in &rows {
             if let Some(job) = created.remove(&row.id) {
-                fresh.push(job.clone());
                 results.push(Enqueued { job, created: true });
             } else {
                 // Its unique key is held by an unfinished job: return that one.
@@ -578,10 +573,15 @@ impl Jobs {
                 let existing = match store::by_unique_key(&self.inner.pool, &schema, key).await? {
                     Some(job) => job,
                     // That job finished in the meantime: try once more.
-                    None => store::insert(&self.inner.pool, &schema, std::slice::from_ref(row))
-                        .await?
-                        .pop()
-                        .ok_or_else(|| JobsError::UniqueKeyTaken(key.to_owned()))?,
+                    None => store::insert(
+                        &self.inner.pool,
+                        org.id,
+                        std::slice::from_ref(row),
+                        store::Commit::Session,
+                    )
+                    .await?
+                    .pop()
+                    .ok_or_else(|| JobsError::UniqueKeyTaken(key.to_owned()))?,
                 };
                 let created = existing.id == row.id;
                 if created {
@@ -592,6 +592,26 @@ impl Jobs {
         }
         self.dispatch_recorded(org.id, &fresh).await;
         Ok(results)
+    }
+
+    /// Records `rows` in `org`'s schema and dispatches the jobs inserted
+    /// (rows whose unique key is taken are not). The jobs go to Redis as
+    /// soon as their rows are committed, while the commit is being made
+    /// durable, so a worker may start one before this returns; it returns
+    /// once the rows are on disk, as a commit that waits would. (Should
+    /// PostgreSQL crash in between, the call fails; the job may have
+    /// started, and its row is gone with the crash.)
+    pub(super) async fn record(
+        &self,
+        org: &Org,
+        rows: &[store::NewRow],
+    ) -> Result<Vec<Job>, JobsError> {
+        let pool = &self.inner.pool;
+        let jobs = store::insert(pool, org.id, rows, store::Commit::Unflushed).await?;
+        let (flushed, ()) =
+            tokio::join!(store::flush_wal(pool), self.dispatch_recorded(org.id, &jobs));
+        flushed?;
+        Ok(jobs)
     }
 
     /// Dispatches jobs just recorded and counts them. A failure to reach

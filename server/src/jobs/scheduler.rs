@@ -413,7 +413,8 @@ async fn fire_org(
     if !schedules::mark_fired(&mut *tx, &schema, id, tick, Some(row.id), next).await? {
         return Ok(Outcome::Nothing);
     }
-    let inserted = store::insert(&mut *tx, &schema, std::slice::from_ref(&row)).await?;
+    let inserted =
+        store::insert(&mut *tx, org_id, std::slice::from_ref(&row), store::Commit::Session).await?;
     tx.commit().await?;
     schedules::index(
         redis,

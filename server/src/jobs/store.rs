@@ -8,8 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool, Postgres, Transaction};
-use tenancy::SchemaName;
+use tenancy::{OrgId, SchemaName};
 use uuid::Uuid;
 
 use super::{Job, JobStatus};
@@ -85,45 +86,65 @@ fn queued(row: &NewRow, created_at: DateTime<Utc>) -> Job {
     }
 }
 
-/// Inserts `rows`; rows whose unique key is held by an unfinished job are
-/// skipped. Returns the rows inserted.
+/// Makes the statement it prefixes commit without waiting for the disk
+/// (`set_config(.., true)` holds for the statement's own transaction only;
+/// the statement must read `quick`, hence `EXISTS (SELECT 1 FROM quick)`).
+const QUICK_COMMIT: &str =
+    "WITH quick AS MATERIALIZED (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) ";
+
+/// How an insert commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// As the session does (durable when the commit returns, or part of a
+    /// transaction of the caller's).
+    Session,
+    /// A transaction of its own that does not wait for the disk: its rows
+    /// are seen by others at once and are durable once [`flush_wal`] has
+    /// returned.
+    Unflushed,
+}
+
+/// Inserts `rows` in `org`'s schema; rows whose unique key is held by an
+/// unfinished job are skipped. Returns the rows inserted.
 ///
-/// One job without a unique key (the API's common case) takes a plain
-/// `VALUES` insert, which PostgreSQL plans much faster than the general
-/// statement below.
+/// One job without a unique key (the API's common case) is recorded by
+/// `public.insert_job` (migrations/public/V9): one prepared statement for
+/// every org, one round trip.
 pub(crate) async fn insert<'e>(
     executor: impl PgExecutor<'e>,
-    schema: &SchemaName,
+    org: OrgId,
     rows: &[NewRow],
+    commit: Commit,
 ) -> Result<Vec<Job>, sqlx::Error> {
     if let [row] = rows
         && row.unique_key.is_none()
     {
-        let sql = format!(
-            "INSERT INTO {} (id, kind, queue, payload, max_attempts, run_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
-            schema.qualify("jobs")
-        );
-        let created_at: DateTime<Utc> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .persistent(false)
-            .bind(row.id)
-            .bind(&row.kind)
-            .bind(&row.queue)
-            .bind(&row.payload)
-            .bind(row.max_attempts)
-            .bind(row.run_at)
-            .bind(&row.created_by)
-            .fetch_one(executor)
-            .await?;
+        let created_at: DateTime<Utc> =
+            sqlx::query_scalar("SELECT public.insert_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(org.as_uuid())
+                .bind(row.id)
+                .bind(&row.kind)
+                .bind(&row.queue)
+                .bind(&row.payload)
+                .bind(row.max_attempts)
+                .bind(row.run_at)
+                .bind(&row.created_by)
+                .bind(commit == Commit::Unflushed)
+                .fetch_one(executor)
+                .await?;
         return Ok(vec![queued(row, created_at)]);
     }
+    let (quick, when_quick) = match commit {
+        Commit::Session => ("", ""),
+        Commit::Unflushed => (QUICK_COMMIT, " WHERE EXISTS (SELECT 1 FROM quick)"),
+    };
     let sql = format!(
-        "INSERT INTO {} (id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
+        "{quick}INSERT INTO {} (id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
          SELECT u.id, u.kind, u.queue, u.payload, u.max_attempts, u.run_at, u.unique_key, u.created_by \
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::timestamptz[], $7::text[], $8::text[]) \
-           AS u(id, kind, queue, payload, max_attempts, run_at, unique_key, created_by) \
+           AS u(id, kind, queue, payload, max_attempts, run_at, unique_key, created_by){when_quick} \
          ON CONFLICT {UNIQUE_TARGET} DO NOTHING RETURNING {JOB_COLUMNS}",
-        schema.qualify("jobs")
+        org.schema().qualify("jobs")
     );
     sqlx::query_as(AssertSqlSafe(sql))
         .persistent(false)
@@ -137,6 +158,22 @@ pub(crate) async fn insert<'e>(
         .bind(rows.iter().map(|r| r.created_by.as_str()).collect::<Vec<_>>())
         .fetch_all(executor)
         .await
+}
+
+/// Returns once everything committed before the call is on disk, commits
+/// made with [`Commit::Unflushed`] included.
+///
+/// A transaction that writes to the log waits, when it commits, for the
+/// log to be flushed up to its commit record, which comes after every
+/// commit before it. The smallest such write is a transactional logical
+/// message (any `wal_level`, any role; nothing reads it unless logical
+/// decoding runs). Its text is the same for every org, so it is prepared
+/// once per connection.
+pub(crate) async fn flush_wal(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_catalog.pg_logical_emit_message(true, 'orgstack.flush', '')")
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// The unfinished job holding `key`.
@@ -352,6 +389,12 @@ pub(crate) struct Claimed {
 /// Marks the claimable jobs among `ids` running for `worker`: queued ones,
 /// retry-waiting ones that are due, and running ones in `reclaimed` (their
 /// worker was lost). Cancelled and finished jobs are not claimed.
+///
+/// Every job's start waits for this statement, so it takes one round trip:
+/// it is sent as a simple query, its values written into its text (ids,
+/// and the worker's own id as a quoted literal; nothing from outside). An
+/// unprepared statement with parameters takes two (parse and describe,
+/// then bind and execute).
 pub(crate) async fn claim(
     pool: &PgPool,
     schema: &SchemaName,
@@ -359,27 +402,42 @@ pub(crate) async fn claim(
     ids: &[Uuid],
     reclaimed: &[Uuid],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    // `set_config(.., true)` makes this statement's own transaction commit
-    // without waiting for the disk: a claim lost in a crash only means the
-    // job runs again, which at-least-once delivery allows. One round trip.
+    // The claim does not wait for the disk: a claim lost in a crash only
+    // means the job runs again, which at-least-once delivery allows.
     let sql = format!(
-        "WITH quick AS MATERIALIZED (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) \
-         UPDATE {} SET status = 'running', attempts = attempts + 1, worker_id = $2, \
+        "{QUICK_COMMIT}UPDATE {} SET status = 'running', attempts = attempts + 1, worker_id = {}, \
            started_at = now(), updated_at = now() \
-         WHERE id = ANY($1) AND cancel_requested_at IS NULL AND attempts < max_attempts \
+         WHERE id = ANY({}) AND cancel_requested_at IS NULL AND attempts < max_attempts \
            AND ((status IN ('queued', 'failed') AND run_at <= now() + interval '1 second') \
-                OR (status = 'running' AND id = ANY($3))) \
+                OR (status = 'running' AND id = ANY({}))) \
            AND EXISTS (SELECT 1 FROM quick) \
          RETURNING id, kind, queue, payload, attempts, max_attempts",
-        schema.qualify("jobs")
+        schema.qualify("jobs"),
+        literal(worker),
+        uuid_array(ids),
+        uuid_array(reclaimed),
     );
-    sqlx::query_as(AssertSqlSafe(sql))
-        .persistent(false)
-        .bind(ids)
-        .bind(worker)
-        .bind(reclaimed)
-        .fetch_all(pool)
-        .await
+    let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(pool).await?;
+    rows.iter().map(|row| <Claimed as sqlx::FromRow<'_, PgRow>>::from_row(row)).collect()
+}
+
+/// `text` as an SQL string literal, as PostgreSQL's `quote_literal` writes
+/// it: quotes doubled, and, when it holds a backslash, an `E''` literal
+/// with backslashes doubled, which reads the same whatever
+/// `standard_conforming_strings` says.
+fn literal(text: &str) -> String {
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
+/// `ids` as a `uuid[]` literal.
+fn uuid_array(ids: &[Uuid]) -> String {
+    let list: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    format!("'{{{}}}'::uuid[]", list.join(","))
 }
 
 /// The state of jobs a worker could not claim, to decide what to do with
@@ -632,4 +690,29 @@ pub(crate) async fn prune(
     delete_logs(&mut tx, schema, &ids).await?;
     tx.commit().await?;
     Ok(ids.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_read_back_as_the_text_whatever_the_string_settings() {
+        assert_eq!(literal("host:1:ab"), "'host:1:ab'");
+        assert_eq!(literal("o'brien"), "'o''brien'");
+        // A backslash makes it an escape literal, with the backslash
+        // doubled: `'a\'` would end early where backslashes escape.
+        assert_eq!(literal("a\\'; DROP"), "E'a\\\\''; DROP'");
+    }
+
+    #[test]
+    fn uuid_arrays_list_every_id() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        assert_eq!(uuid_array(&[]), "'{}'::uuid[]");
+        assert_eq!(
+            uuid_array(&[a, b]),
+            "'{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}'::uuid[]"
+        );
+    }
 }
