@@ -418,7 +418,7 @@ pub(crate) async fn claim(
         uuid_array(reclaimed),
     );
     let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(pool).await?;
-    rows.iter().map(|row| <Claimed as sqlx::FromRow<'_, PgRow>>::from_row(row)).collect()
+    rows.iter().map(<Claimed as sqlx::FromRow<'_, PgRow>>::from_row).collect()
 }
 
 /// `text` as an SQL string literal, as PostgreSQL's `quote_literal` writes
