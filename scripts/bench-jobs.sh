@@ -6,6 +6,7 @@
 #
 #   scripts/bench-jobs.sh                    (needs wrk: apt-get install wrk)
 #   DURATION=30s CONNECTIONS=64 ORGS=1000 scripts/bench-jobs.sh
+#   BIN=/tmp/orgstack-other scripts/bench-jobs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -14,8 +15,12 @@ ORGS=${ORGS:-1000}
 WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-64}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 
-cargo build --release -q -p orgstack
-BIN=$PWD/target/release/orgstack
+# BIN=path measures another build of orgstack (say, one kept aside to
+# compare two builds run after run); by default the release build here.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p orgstack
+  BIN=$PWD/target/release/orgstack
+fi
 DIR=$(mktemp -d /tmp/orgstack-bench.XXXXXX)
 chmod 755 "$DIR"
 export BIND_ADDR=127.0.0.1:18080 METRICS_ADDR=127.0.0.1:19464 RUST_LOG=warn

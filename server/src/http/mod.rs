@@ -256,8 +256,9 @@ pub async fn serve(
 const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// The API's accept loop (HTTP/1.1 with upgrades for WebSockets, and
-/// HTTP/2): each connection gets its peer's address (`ConnectInfo`). When `stop` resolves, no new connection is taken and the open
-/// ones finish their requests; resolves when the last one closed.
+/// HTTP/2): each request gets its peer's address (`ConnectInfo`). When
+/// `stop` resolves, no new connection is taken and the open ones finish
+/// their requests; resolves when the last one closed.
 async fn serve_api(
     listener: TcpListener,
     app: Router,

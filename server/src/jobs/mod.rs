@@ -312,6 +312,23 @@ fn has_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// The size of `value` as JSON, counted without writing it out (every
+/// enqueue checks it; a copy of the payload would be thrown away).
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
+}
+
 /// Payloads larger than this (as JSON) are refused.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
@@ -477,7 +494,7 @@ impl Jobs {
                 "strings may not contain \\u0000 (PostgreSQL cannot store it)".into(),
             ));
         }
-        let size = serde_json::to_string(&job.payload).map_or(usize::MAX, |s| s.len());
+        let size = json_size(&job.payload);
         if size > MAX_PAYLOAD_BYTES {
             return Err(JobsError::InvalidPayload(format!(
                 "{size} bytes; at most {MAX_PAYLOAD_BYTES}"

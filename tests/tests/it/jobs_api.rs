@@ -249,6 +249,8 @@ async fn enqueue_list_and_follow_a_job_over_http() {
     let cases = [
         (json!({ "kind": "nope" }), 422, "unknown_kind"),
         (json!({ "kind": "sleep", "payload": { "ms": -1 } }), 422, "invalid_payload"),
+        // Over 256 KiB as JSON.
+        (json!({ "kind": "noop", "payload": "x".repeat(256 * 1024) }), 422, "invalid_payload"),
         (json!({ "kind": "noop", "queue": "Bad Queue" }), 422, "invalid_queue"),
         (
             json!({ "kind": "noop", "delay_secs": 5, "run_at": "2030-01-01T00:00:00Z" }),
