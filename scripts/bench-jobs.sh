@@ -7,6 +7,7 @@
 #   scripts/bench-jobs.sh                    (needs wrk: apt-get install wrk)
 #   DURATION=30s CONNECTIONS=64 ORGS=1000 scripts/bench-jobs.sh
 #   BIN=/tmp/orgstack-other scripts/bench-jobs.sh
+#   CPU=1 scripts/bench-jobs.sh    (also: where the CPU went during the POST run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -129,9 +130,37 @@ drained() {
   echo "the queue did not drain"; return 1
 }
 
+# CPU time (ticks) of every process: pid, name, user + system. Processes
+# that start later (PostgreSQL backends a growing pool opens) count from
+# zero; those that have ended by then (wrk) only in the machine's total.
+ticks() {
+  awk 'FNR == 1 { match($0, /.*\) /); split(substr($0, RLENGTH + 1), f, " ")
+                  name = substr($0, index($0, "(") + 1, RLENGTH - index($0, "(") - 2)
+                  print FILENAME, name, f[12] + f[13] }' /proc/[0-9]*/stat 2>/dev/null |
+    sed 's|^/proc/\([0-9]*\)/stat|\1|' || true
+}
+cpu_split() { # before, after: seconds per process group, and the machine's
+  awk -v dev="$DEV" -v worker="$WORKER" -v hz="$(getconf CLK_TCK)" '
+    NR == FNR { before[$1] = $NF; next }
+    { d = $NF - before[$1]; if (d <= 0) next
+      g = ($1 == dev) ? "server" : ($1 == worker) ? "worker" : $2
+      if (g ~ /^(server|worker|postgres|redis-server)$/) t[g] += d; else t["other"] += d }
+    END { for (g in t) printf "  %-13s %6.2f s\n", g, t[g] / hz }' "$1" "$2" | sort -k2 -rn
+}
+
 echo "server RSS at start: $(now "$DEV") kB, worker RSS at start: $(now "$WORKER") kB"
 run "GET /healthz" "$BASE/healthz"
+[ -n "${CPU:-}" ] && { ticks > "$DIR/ticks0"; head -1 /proc/stat > "$DIR/stat0"; }
 run "POST /orgs/bench/jobs (noop)" -s "$DIR/post.lua" "$BASE/api/v1/orgs/bench/jobs"
+if [ -n "${CPU:-}" ]; then
+  ticks > "$DIR/ticks1"; head -1 /proc/stat > "$DIR/stat1"
+  echo "CPU during that run, by process (user + system):"
+  cpu_split "$DIR/ticks0" "$DIR/ticks1"
+  # The machine's own count (cpu line of /proc/stat): idle, and softirq,
+  # which no process is charged for.
+  paste -d' ' "$DIR/stat0" "$DIR/stat1" | awk -v hz="$(getconf CLK_TCK)" \
+    '{ printf "  machine: busy %.2f s (softirq %.2f s), idle %.2f s\n", (($13+$14+$15+$18+$19)-($2+$3+$4+$7+$8))/hz, ($19-$8)/hz, ($16-$5)/hz }'
+fi
 run "POST /orgs/{1 of $ORGS}/jobs, round-robin" -s "$DIR/post_orgs.lua" "$BASE"
 drained
 echo "queue drained by the worker"
