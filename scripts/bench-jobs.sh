@@ -139,7 +139,7 @@ ticks() {
                   print FILENAME, name, f[12] + f[13] }' /proc/[0-9]*/stat 2>/dev/null |
     sed 's|^/proc/\([0-9]*\)/stat|\1|' || true
 }
-cpu_split() { # before, after: seconds per process group, and the machine's
+cpu_split() { # ticks before, ticks after: CPU seconds per process group
   awk -v dev="$DEV" -v worker="$WORKER" -v hz="$(getconf CLK_TCK)" '
     NR == FNR { before[$1] = $NF; next }
     { d = $NF - before[$1]; if (d <= 0) next
@@ -156,8 +156,8 @@ if [ -n "${CPU:-}" ]; then
   ticks > "$DIR/ticks1"; head -1 /proc/stat > "$DIR/stat1"
   echo "CPU during that run, by process (user + system):"
   cpu_split "$DIR/ticks0" "$DIR/ticks1"
-  # The machine's own count (cpu line of /proc/stat): idle, and softirq,
-  # which no process is charged for.
+  # The machine's own count (the cpu line of /proc/stat): what no process
+  # above shows (wrk, softirq work for loopback networking) and idle time.
   paste -d' ' "$DIR/stat0" "$DIR/stat1" | awk -v hz="$(getconf CLK_TCK)" \
     '{ printf "  machine: busy %.2f s (softirq %.2f s), idle %.2f s\n", (($13+$14+$15+$18+$19)-($2+$3+$4+$7+$8))/hz, ($19-$8)/hz, ($16-$5)/hz }'
 fi
