@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
 use tracing::log::LevelFilter;
 
@@ -91,4 +91,123 @@ fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// A few connections of one hot path's own, outside the pool, for
+/// single statements the path runs again and again (the worker's claims).
+///
+/// Two things differ from the pool. A statement ending hands its
+/// connection straight back: the pool instead pings every connection
+/// returned to it (sqlx 0.9 cannot be told not to), one more wake-up of
+/// PostgreSQL per statement. And the connections are set up once for the
+/// path (`setup`, run after connecting: the empty `search_path` of every
+/// application connection, plus whatever the path wants, such as
+/// `synchronous_commit` or `plan_cache_mode`), so its statements need no
+/// per-statement settings.
+///
+/// A connection is given back only by [`Leased::give_back`] with the
+/// statement's result; one whose statement was abandoned (its future
+/// dropped mid-statement) or failed on the wire is closed instead, since
+/// it may still owe replies. Only single statements outside a transaction
+/// belong here.
+pub struct Lane {
+    options: PgConnectOptions,
+    setup: &'static str,
+    idle: std::sync::Mutex<Vec<(PgConnection, std::time::Instant)>>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane").field("setup", &self.setup).finish_non_exhaustive()
+    }
+}
+
+/// A connection leased from a [`Lane`]; closed when dropped unless given
+/// back.
+pub struct Leased<'a> {
+    lane: &'a Lane,
+    conn: Option<PgConnection>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::fmt::Debug for Leased<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leased").field("lane", self.lane).finish_non_exhaustive()
+    }
+}
+
+impl Lane {
+    /// At most `max` connections made with `options` (those of the
+    /// application's pool, say: `PgPool::connect_options`), each set up by
+    /// `setup` (one or more statements, run once).
+    pub fn new(options: PgConnectOptions, setup: &'static str, max: usize) -> Self {
+        Lane {
+            options,
+            setup,
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(max.max(1)),
+        }
+    }
+
+    /// An idle connection (the one used last, whose backend is warm), or a
+    /// new one while fewer than `max` are open; otherwise waits for one.
+    pub async fn lease(&self) -> Result<Leased<'_>, sqlx::Error> {
+        let slot = self.slots.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.lock().pop();
+        let conn = match idle {
+            // As the pool does: one that sat idle (and may have been cut by a
+            // restart or a firewall) is checked first.
+            Some((mut conn, since)) if since.elapsed() > IDLE_CHECK_AFTER => {
+                match sqlx::Connection::ping(&mut conn).await {
+                    Ok(()) => conn,
+                    Err(_) => self.open().await?,
+                }
+            }
+            Some((conn, _)) => conn,
+            None => self.open().await?,
+        };
+        Ok(Leased { lane: self, conn: Some(conn), _slot: slot })
+    }
+
+    async fn open(&self) -> Result<PgConnection, sqlx::Error> {
+        let mut conn = self.options.connect().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(self.setup)).execute(&mut conn).await?;
+        Ok(conn)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, std::time::Instant)>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Leased<'_> {
+    /// Hands the connection back to its lane after a statement that ended
+    /// with `result`, unless the failure was the connection's own (an I/O
+    /// or protocol error, a timeout), in which case it is closed.
+    pub fn give_back<T>(mut self, result: &Result<T, sqlx::Error>) {
+        let healthy = match result {
+            Ok(_) => true,
+            // PostgreSQL answered: the connection is in step.
+            Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) => true,
+            Err(_) => false,
+        };
+        if healthy && let Some(conn) = self.conn.take() {
+            self.lane.lock().push((conn, std::time::Instant::now()));
+        }
+    }
+}
+
+impl std::ops::Deref for Leased<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("a leased connection is present until given back")
+    }
+}
+
+impl std::ops::DerefMut for Leased<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a leased connection is present until given back")
+    }
 }

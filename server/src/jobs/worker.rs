@@ -125,6 +125,9 @@ const FETCH_BLOCK: Duration = Duration::from_millis(500);
 const MAX_UNRECORDED: usize = 4_000;
 /// Most entries started in one dispatch round.
 const DISPATCH_BATCH: usize = 512;
+/// Connections of the worker's own for claims, besides its pool: claims
+/// of one batch for several orgs run at once.
+const CLAIM_CONNECTIONS: usize = 4;
 /// Log lines are stored at least this often...
 const LOG_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// ...or once an org has this many waiting.
@@ -197,6 +200,8 @@ struct Shared {
     /// Taken out when the worker stops, so the recorder sees the channel
     /// close once every run has ended.
     records: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    /// The claims' own connections (see [`store::claim`]).
+    claims: tenancy::db::Lane,
 }
 
 impl Shared {
@@ -316,6 +321,11 @@ impl Worker {
             counters: Counters::default(),
             handed_back: AtomicU64::new(0),
             records: Mutex::new(Some(records_tx)),
+            claims: tenancy::db::Lane::new(
+                (*jobs.pool().connect_options()).clone(),
+                store::CLAIM_SETUP,
+                CLAIM_CONNECTIONS,
+            ),
             jobs,
             id,
         });
@@ -757,7 +767,15 @@ async fn claim_org(
     let ids: Vec<Uuid> = entries.iter().map(|(_, j)| *j).collect();
     let reclaimed: Vec<Uuid> =
         entries.iter().filter(|(f, _)| f.reclaimed).map(|(_, j)| *j).collect();
-    let claimed = match store::claim(jobs.pool(), &schema, &shared.id, &ids, &reclaimed).await {
+    let claimed = match shared.claims.lease().await {
+        Ok(mut conn) => {
+            let claimed = store::claim(&mut conn, &schema, &shared.id, &ids, &reclaimed).await;
+            conn.give_back(&claimed);
+            claimed
+        }
+        Err(err) => Err(err),
+    };
+    let claimed = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
             tracing::warn!(org_id = %org_id, error = %err, "cannot claim jobs; they wait");

@@ -222,3 +222,49 @@ async fn cache_is_dropped_when_the_subscription_reconnects() {
     .await;
     assert!(reloaded, "after a reconnect the cache must not keep what it may have missed");
 }
+
+/// The worker's claim connections (a `Lane`, outside the pool): set up once
+/// like every application connection, handed back and reused after a
+/// statement, and closed, never reused, when a statement is abandoned
+/// midway (its reply would otherwise reach the next caller).
+#[tokio::test]
+async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
+    let ctx = TestContext::new().await;
+    let lane = tenancy::db::Lane::new(
+        (*ctx.pool.connect_options()).clone(),
+        "SET search_path TO ''; SET synchronous_commit = off",
+        1,
+    );
+    let probe = "SELECT current_setting('search_path'), current_setting('synchronous_commit'), pg_backend_pid()";
+
+    let mut conn = lane.lease().await.expect("lease");
+    let first: Result<(String, String, i32), _> = sqlx::query_as(probe).fetch_one(&mut *conn).await;
+    conn.give_back(&first);
+    let (path, sync, backend) = first.expect("probe");
+    assert_eq!((path.as_str(), sync.as_str()), ("\"\"", "off"));
+
+    // A statement that fails in PostgreSQL leaves the connection in step:
+    // it goes back and serves the next statement.
+    let mut conn = lane.lease().await.expect("lease");
+    let failed = sqlx::query("SELECT 1 FROM jobs").execute(&mut *conn).await;
+    assert!(failed.is_err(), "unqualified names fail here too");
+    conn.give_back(&failed);
+    let mut conn = lane.lease().await.expect("lease");
+    let again: Result<(String, String, i32), _> = sqlx::query_as(probe).fetch_one(&mut *conn).await;
+    conn.give_back(&again);
+    assert_eq!(again.expect("probe").2, backend, "the same connection, reused");
+
+    // Abandoned mid-statement: that connection is not handed out again.
+    {
+        let mut conn = lane.lease().await.expect("lease");
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *conn);
+        assert!(tokio::time::timeout(Duration::from_millis(200), slow).await.is_err());
+    }
+    let mut conn = lane.lease().await.expect("lease after an abandoned statement");
+    let answer: Result<(i32, i32), _> =
+        sqlx::query_as("SELECT 42, pg_backend_pid()").fetch_one(&mut *conn).await;
+    conn.give_back(&answer);
+    let (value, fresh) = answer.expect("a statement on a fresh connection");
+    assert_eq!(value, 42);
+    assert_ne!(fresh, backend, "the abandoned connection was closed, a new one opened");
+}
