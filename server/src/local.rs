@@ -75,6 +75,7 @@ impl LocalPostgres {
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(bin.join("postgres"));
+        let buffers = format!("shared_buffers={}MB", shared_buffers_mb(total_memory_mb()));
         cmd.arg("-D").arg(&data_dir).args(["-p", &port.to_string()]).args([
             "-c",
             "listen_addresses=127.0.0.1",
@@ -83,7 +84,7 @@ impl LocalPostgres {
             "-c",
             "max_connections=300",
             "-c",
-            "shared_buffers=128MB",
+            &buffers,
         ]);
         if !options.durable {
             cmd.args([
@@ -233,6 +234,24 @@ impl Drop for LocalRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// PostgreSQL's buffer cache for a private server: an eighth of the
+/// machine's memory, between 128 MB (PostgreSQL's default) and 1 GB.
+/// With 128 MB, an org's jobs table and indexes outgrow the cache at a
+/// backlog of about a million jobs, and draining it slowed to 12,000
+/// jobs/s while backends read and evicted pages through the kernel
+/// (docs/benchmarks.md). PostgreSQL touches the memory only as it uses it.
+fn shared_buffers_mb(total_mb: Option<u64>) -> u64 {
+    total_mb.map_or(128, |total| (total / 8).clamp(128, 1024))
+}
+
+/// `MemTotal` from `/proc/meminfo`, in MB.
+fn total_memory_mb() -> Option<u64> {
+    let info = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
 }
 
 fn redis_ping(port: u16) -> bool {
@@ -417,4 +436,18 @@ fn stop_child(mut child: Child, signal: Signal) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_buffers_follow_the_machine_within_bounds() {
+        assert_eq!(shared_buffers_mb(None), 128, "unknown memory: PostgreSQL's default");
+        assert_eq!(shared_buffers_mb(Some(512)), 128);
+        assert_eq!(shared_buffers_mb(Some(4096)), 512);
+        assert_eq!(shared_buffers_mb(Some(24 * 1024)), 1024);
+        assert!(total_memory_mb().is_some_and(|mb| mb > 0), "read from /proc/meminfo");
+    }
 }

@@ -126,8 +126,8 @@ const MAX_UNRECORDED: usize = 4_000;
 /// Most entries started in one dispatch round.
 const DISPATCH_BATCH: usize = 512;
 /// Connections of the worker's own for claims, besides its pool: claims
-/// of one batch for several orgs run at once.
-const CLAIM_CONNECTIONS: usize = 4;
+/// of one batch for several orgs run two at a time.
+const CLAIM_CONNECTIONS: usize = 2;
 /// Log lines are stored at least this often...
 const LOG_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// ...or once an org has this many waiting.
