@@ -506,12 +506,6 @@ pub(crate) async fn finish<'e>(
             schema.qualify("job_logs")
         )
     };
-    // The rows are found by primary key (`j.id = ANY`), and the status
-    // test is written so that it cannot pick the unfinished-jobs index: the
-    // statistics of a table filled with queued jobs say almost none run, so
-    // the planner would scan that index for `status = 'running'`, through
-    // an entry per job claimed since the last vacuum (126 ms per statement
-    // after 150,000 claims; the 1,000,000-job drain sank to 12,000 jobs/s).
     let sql = format!(
         "WITH {logs}done AS (UPDATE {} AS j SET status = u.status, result = u.result, error = u.error, \
            run_at = COALESCE(u.run_at, j.run_at), attempts = j.attempts - u.refund, worker_id = NULL, \
@@ -520,8 +514,7 @@ pub(crate) async fn finish<'e>(
            finished_at = CASE WHEN u.status IN ('succeeded', 'cancelled', 'dead') THEN now() END \
          FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::int4[]) \
            AS u(id, attempt, status, result, error, run_at, refund) \
-         WHERE j.id = u.id AND j.id = ANY($1::uuid[]) AND (j.status = 'running') IS TRUE \
-           AND j.attempts = u.attempt \
+         WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt \
          RETURNING j.id, j.kind, j.queue, j.status, j.attempts, j.max_attempts, j.run_at, j.error, j.updated_at) \
          SELECT * FROM done",
         schema.qualify("jobs")
