@@ -53,6 +53,10 @@ pub fn connect_options(
     })
 }
 
+/// Run on every application connection, pooled or not: no schema is
+/// searched, so an unqualified table name fails.
+const EMPTY_SEARCH_PATH: &str = "SET search_path TO ''";
+
 /// A pool whose connections have an empty `search_path`.
 pub async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
     let options = connect_options(url, settings)?;
@@ -87,7 +91,7 @@ fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
         })
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute("SET search_path TO ''").await?;
+                conn.execute(EMPTY_SEARCH_PATH).await?;
                 Ok(())
             })
         })
@@ -100,8 +104,8 @@ fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
 /// connection straight back: the pool instead pings every connection
 /// returned to it (sqlx 0.9 cannot be told not to), one more wake-up of
 /// PostgreSQL per statement. And the connections are set up once for the
-/// path (`setup`, run after connecting: the empty `search_path` of every
-/// application connection, plus whatever the path wants, such as
+/// path (`setup`, run after connecting and after the empty `search_path`
+/// every application connection has: whatever the path wants, such as
 /// `synchronous_commit` or `plan_cache_mode`), so its statements need no
 /// per-statement settings.
 ///
@@ -139,8 +143,9 @@ impl std::fmt::Debug for Leased<'_> {
 
 impl Lane {
     /// At most `max` connections made with `options` (those of the
-    /// application's pool, say: `PgPool::connect_options`), each set up by
-    /// `setup` (one or more statements, run once).
+    /// application's pool, say: `PgPool::connect_options`), each with an
+    /// empty `search_path` and then set up by `setup` (one or more
+    /// statements, run once).
     pub fn new(options: PgConnectOptions, setup: &'static str, max: usize) -> Self {
         Lane {
             options,
@@ -172,6 +177,7 @@ impl Lane {
 
     async fn open(&self) -> Result<PgConnection, sqlx::Error> {
         let mut conn = self.options.connect().await?;
+        conn.execute(EMPTY_SEARCH_PATH).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(self.setup)).execute(&mut conn).await?;
         Ok(conn)
     }

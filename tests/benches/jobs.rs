@@ -6,7 +6,7 @@
 //! Run: `cargo bench -p orgstack-tests --bench jobs [-- --jobs N --big N
 //! --concurrency C --skip-big | --only-platform | --only-org-drain |
 //! --only-org-single |
-//! --only-latency | --no-checkpoint]`. Uses `DATABASE_URL`/`REDIS_URL` when set
+//! --only-latency]`. Uses `DATABASE_URL`/`REDIS_URL` when set
 //! (a fresh database and key prefix), otherwise starts a private, durable
 //! (fsync on) PostgreSQL and a Redis in a temporary folder.
 //!
@@ -240,20 +240,9 @@ async fn run(database_url: &str, redis_url: &str, args: &[String]) -> anyhow::Re
             let started = Instant::now();
             fill(&bench, kind, big).await?;
             let filled = started.elapsed();
-            // A backlog that built up over time has long been written back;
-            // one filled in seconds has not: without this, the drain also
-            // pays for writing the fill's pages (PostgreSQL's checkpoint and
-            // the kernel's write-back). `--no-checkpoint` measures that too.
-            let settle = if args.iter().any(|a| a == "--no-checkpoint") {
-                "drained at once".to_owned()
-            } else {
-                let at = Instant::now();
-                sqlx::raw_sql("CHECKPOINT").execute(bench.jobs.pool()).await?;
-                format!("then a CHECKPOINT, {:.1} s", at.elapsed().as_secs_f64())
-            };
             let rate = drain(&bench, big).await?;
             println!(
-                "{kind} drain from a backlog of {big}: {rate:.0} jobs/s ({:.0}% of the 1,000 figure; filled in {:.1} s, {settle})",
+                "{kind} drain from a backlog of {big}: {rate:.0} jobs/s ({:.0}% of the 1,000 figure; filled in {:.1} s)",
                 100.0 * rate / median(&mut small),
                 filled.as_secs_f64()
             );

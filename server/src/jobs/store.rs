@@ -415,15 +415,15 @@ pub(crate) async fn claim(
     sqlx::query_as(AssertSqlSafe(sql)).bind(worker).bind(ids).bind(reclaimed).fetch_all(conn).await
 }
 
-/// How the worker's claim connections are set up: no schema on the path
-/// (as every application connection); claims committed without waiting
+/// How the worker's claim connections are set up (besides the empty
+/// `search_path` every application connection has): claims committed without waiting
 /// for the disk (a claim lost in a crash only means the job runs again,
 /// which at-least-once delivery allows); the generic plan from the first
 /// run of a claim, as every claim is the same primary-key lookup; and no
 /// sequential scans, because that first run may be on an org's empty
 /// table, where a scan looks cheaper than the index, and the plan is kept
 /// while the table grows.
-pub(crate) const CLAIM_SETUP: &str = "SET search_path TO ''; SET synchronous_commit = off; \
+pub(crate) const CLAIM_SETUP: &str = "SET synchronous_commit = off; \
      SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
 /// The state of jobs a worker could not claim, to decide what to do with

@@ -223,8 +223,8 @@ async fn cache_is_dropped_when_the_subscription_reconnects() {
     assert!(reloaded, "after a reconnect the cache must not keep what it may have missed");
 }
 
-/// The worker's claim connections (a `Lane`, outside the pool): set up once
-/// like every application connection, handed back and reused after a
+/// The worker's claim connections (a `Lane`, outside the pool): an empty
+/// search_path like every application connection, their own setup on top, handed back and reused after a
 /// statement, and closed, never reused, when a statement is abandoned
 /// midway (its reply would otherwise reach the next caller).
 #[tokio::test]
@@ -232,7 +232,7 @@ async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
     let ctx = TestContext::new().await;
     let lane = tenancy::db::Lane::new(
         (*ctx.pool.connect_options()).clone(),
-        "SET search_path TO ''; SET synchronous_commit = off",
+        "SET synchronous_commit = off",
         1,
     );
     let probe = "SELECT current_setting('search_path'), current_setting('synchronous_commit'), pg_backend_pid()";
