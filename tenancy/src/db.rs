@@ -119,6 +119,7 @@ pub struct Lane {
     setup: &'static str,
     idle: std::sync::Mutex<Vec<(PgConnection, std::time::Instant)>>,
     slots: tokio::sync::Semaphore,
+    max: u32,
 }
 
 impl std::fmt::Debug for Lane {
@@ -152,6 +153,7 @@ impl Lane {
             setup,
             idle: std::sync::Mutex::new(Vec::new()),
             slots: tokio::sync::Semaphore::new(max.max(1)),
+            max: u32::try_from(max.max(1)).unwrap_or(u32::MAX),
         }
     }
 
@@ -173,6 +175,24 @@ impl Lane {
             None => self.open().await?,
         };
         Ok(Leased { lane: self, conn: Some(conn), _slot: slot })
+    }
+
+    /// Opens connections until `count` (at most the lane's `max`) are
+    /// idle, so that a path's first statements do not wait for connecting.
+    /// Does nothing while any connection is leased.
+    pub async fn warm(&self, count: usize) -> Result<(), sqlx::Error> {
+        let count = u32::try_from(count).unwrap_or(u32::MAX).min(self.max);
+        // Holding every slot keeps leases from opening connections meanwhile.
+        let Ok(_slots) = self.slots.try_acquire_many(self.max) else {
+            return Ok(());
+        };
+        let missing = (count as usize).saturating_sub(self.lock().len());
+        let opened = futures::future::join_all((0..missing).map(|_| self.open())).await;
+        for conn in opened {
+            let conn = conn?;
+            self.lock().push((conn, std::time::Instant::now()));
+        }
+        Ok(())
     }
 
     async fn open(&self) -> Result<PgConnection, sqlx::Error> {

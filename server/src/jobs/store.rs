@@ -426,6 +426,13 @@ pub(crate) async fn claim(
 pub(crate) const CLAIM_SETUP: &str = "SET synchronous_commit = off; \
      SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
+/// How the worker's outcome connections are set up (see [`finish`]): its
+/// one join is a nested loop over the finished jobs, each found by its
+/// primary key. Commits wait for the disk as on the pool: a recorded
+/// outcome is never lost.
+pub(crate) const OUTCOME_SETUP: &str =
+    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
 /// The state of jobs a worker could not claim, to decide what to do with
 /// their deliveries.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -487,6 +494,17 @@ pub(crate) struct Changed {
 /// trip, one commit). Finishes are fenced on the attempt: a run whose job
 /// was meanwhile taken over (or cancelled and requeued) changes nothing.
 /// Returns the jobs changed.
+///
+/// Runs on the worker's outcome connections ([`OUTCOME_SETUP`]), because
+/// its plan must be a primary-key lookup per job whatever the statistics
+/// say. Statistics taken while a backlog was all queued say that no job
+/// runs, and the planner then reads every index entry for `status =
+/// 'running'` (`jobs_unfinished_idx`), which holds one per job claimed
+/// since the last vacuum: 126 ms per statement after 150,000 claims, and
+/// the drain of a 1,000,000 backlog fell to a third of its rate. The
+/// status test is written so that index cannot serve it (`IS TRUE`), and
+/// the connections allow neither sequential scans nor hash or merge joins
+/// (without them a small table was scanned whole for every statement).
 pub(crate) async fn finish<'e>(
     executor: impl PgExecutor<'e>,
     schema: &SchemaName,
@@ -514,7 +532,7 @@ pub(crate) async fn finish<'e>(
            finished_at = CASE WHEN u.status IN ('succeeded', 'cancelled', 'dead') THEN now() END \
          FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::int4[]) \
            AS u(id, attempt, status, result, error, run_at, refund) \
-         WHERE j.id = u.id AND j.status = 'running' AND j.attempts = u.attempt \
+         WHERE j.id = u.id AND (j.status = 'running') IS TRUE AND j.attempts = u.attempt \
          RETURNING j.id, j.kind, j.queue, j.status, j.attempts, j.max_attempts, j.run_at, j.error, j.updated_at) \
          SELECT * FROM done",
         schema.qualify("jobs")
@@ -551,7 +569,8 @@ pub(crate) async fn finish<'e>(
 }
 
 /// Ends running jobs that cannot run on: cancelled ones whose worker was
-/// lost, and those whose worker was lost on their last attempt.
+/// lost, and those whose worker was lost on their last attempt. (The status
+/// test is written as in [`finish`], for the same reason.)
 pub(crate) async fn end_lost(
     pool: &PgPool,
     schema: &SchemaName,
@@ -561,7 +580,7 @@ pub(crate) async fn end_lost(
 ) -> Result<Vec<Changed>, sqlx::Error> {
     let sql = format!(
         "UPDATE {} SET status = $2, error = $3, worker_id = NULL, finished_at = now(), updated_at = now() \
-         WHERE id = ANY($1) AND status = 'running' \
+         WHERE id = ANY($1) AND (status = 'running') IS TRUE \
          RETURNING id, kind, queue, status, attempts, max_attempts, run_at, error, updated_at",
         schema.qualify("jobs")
     );
@@ -606,7 +625,8 @@ pub(crate) async fn pending(
 }
 
 /// Puts running jobs whose worker is gone back to queued (the attempt
-/// counts); returns those changed.
+/// counts); returns those changed. (The status test is written as in
+/// [`finish`], for the same reason.)
 pub(crate) async fn requeue_orphans(
     pool: &PgPool,
     schema: &SchemaName,
@@ -618,7 +638,7 @@ pub(crate) async fn requeue_orphans(
            finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, \
            worker_id = NULL, run_at = now(), updated_at = now() \
          FROM unnest($1::uuid[], $2::text[]) AS o(id, worker_id) \
-         WHERE j.id = o.id AND j.status = 'running' AND j.worker_id = o.worker_id \
+         WHERE j.id = o.id AND (j.status = 'running') IS TRUE AND j.worker_id = o.worker_id \
          RETURNING {}",
         schema.qualify("jobs"),
         JOB_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", ")

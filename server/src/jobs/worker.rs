@@ -128,6 +128,11 @@ const DISPATCH_BATCH: usize = 512;
 /// Connections of the worker's own for claims, besides its pool: claims
 /// of one batch for several orgs run two at a time.
 const CLAIM_CONNECTIONS: usize = 2;
+/// Connections of the worker's own for recording outcomes: the orgs of one
+/// recorder round are written this many at a time (their commits share
+/// the disk's flushes). With jobs of many orgs finishing at once, two were
+/// too few: outcomes waited, and the worker held more of them in memory.
+const OUTCOME_CONNECTIONS: usize = 4;
 /// Log lines are stored at least this often...
 const LOG_FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// ...or once an org has this many waiting.
@@ -202,6 +207,8 @@ struct Shared {
     records: Mutex<Option<mpsc::UnboundedSender<Record>>>,
     /// The claims' own connections (see [`store::claim`]).
     claims: tenancy::db::Lane,
+    /// The outcomes' own connections (see [`store::finish`]).
+    outcomes: tenancy::db::Lane,
 }
 
 impl Shared {
@@ -326,12 +333,35 @@ impl Worker {
                 store::CLAIM_SETUP,
                 CLAIM_CONNECTIONS,
             ),
+            outcomes: tenancy::db::Lane::new(
+                (*jobs.pool().connect_options()).clone(),
+                store::OUTCOME_SETUP,
+                OUTCOME_CONNECTIONS,
+            ),
             jobs,
             id,
         });
         tracing::info!(worker = %shared.id, queues = ?options.queues.iter().map(|(q, w)| format!("{q}:{w}")).collect::<Vec<_>>(), concurrency, "worker started");
         metrics::gauge!("orgstack_worker_concurrency").set(concurrency as f64);
 
+        // The first jobs do not wait for these connections; if PostgreSQL
+        // is not there yet, they are opened when first needed.
+        let warm = async {
+            let (claims, outcomes) = tokio::join!(
+                shared.claims.warm(CLAIM_CONNECTIONS),
+                shared.outcomes.warm(OUTCOME_CONNECTIONS)
+            );
+            claims.and(outcomes)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), warm).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(worker = %shared.id, error = %err, "cannot open the worker's claim and outcome connections yet");
+            }
+            Err(_) => {
+                tracing::warn!(worker = %shared.id, "opening the worker's claim and outcome connections takes over 5 s; going on without them");
+            }
+        }
         let listener = control_listener(&shared).await?;
         let mut fetchers = JoinSet::new();
         let mut background = JoinSet::new();
@@ -1268,7 +1298,14 @@ async fn flush(
             }
         })
         .collect();
-    let written = store::finish(jobs.pool(), &schema, &batch.lines, &finishes).await;
+    let written = match shared.outcomes.lease().await {
+        Ok(mut conn) => {
+            let written = store::finish(&mut *conn, &schema, &batch.lines, &finishes).await;
+            conn.give_back(&written);
+            written
+        }
+        Err(err) => Err(err),
+    };
     let changed = match written {
         Ok(changed) => changed,
         Err(err) if is_missing_schema(&err) => {

@@ -268,3 +268,44 @@ async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
     assert_eq!(value, 42);
     assert_ne!(fresh, backend, "the abandoned connection was closed, a new one opened");
 }
+
+/// A lane warmed at start has its connections open and set up before the
+/// first lease, and never more than its size.
+#[tokio::test]
+async fn a_warmed_lane_has_its_connections_open_before_the_first_lease() {
+    let ctx = TestContext::new().await;
+    let lane = tenancy::db::Lane::new(
+        (*ctx.pool.connect_options()).clone(),
+        "SET synchronous_commit = off",
+        2,
+    );
+    let now = "SELECT clock_timestamp()";
+    let before: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar(now).fetch_one(&ctx.pool).await.expect("now");
+    lane.warm(5).await.expect("warm");
+    let after: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar(now).fetch_one(&ctx.pool).await.expect("now");
+    let opened: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_start > $1 AND backend_start < $2 ORDER BY pid",
+    )
+    .bind(before)
+    .bind(after)
+    .fetch_all(&ctx.pool)
+    .await
+    .expect("backends");
+    assert_eq!(opened.len(), 2, "as many connections as the lane holds, no more");
+
+    let probe = "SELECT current_setting('synchronous_commit'), pg_backend_pid()";
+    let mut a = lane.lease().await.expect("lease");
+    let mut b = lane.lease().await.expect("lease");
+    let first: Result<(String, i32), _> = sqlx::query_as(probe).fetch_one(&mut *a).await;
+    let second: Result<(String, i32), _> = sqlx::query_as(probe).fetch_one(&mut *b).await;
+    a.give_back(&first);
+    b.give_back(&second);
+    let (first, second) = (first.expect("probe"), second.expect("probe"));
+    assert_eq!((first.0.as_str(), second.0.as_str()), ("off", "off"), "set up when opened");
+    let mut leased = vec![first.1, second.1];
+    leased.sort_unstable();
+    assert_eq!(leased, opened, "the leases got the connections warm opened");
+}
