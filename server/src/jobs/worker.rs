@@ -130,8 +130,9 @@ const DISPATCH_BATCH: usize = 512;
 const CLAIM_CONNECTIONS: usize = 2;
 /// Orgs whose claim each claim connection keeps prepared (the most recent
 /// ones). Beyond them a claim is prepared again, as costly as running it
-/// unprepared. 256 (the pool's default) held 3 MB more in the worker after
-/// jobs of 1,000 orgs, and PostgreSQL keeps about 32 KB per statement.
+/// unprepared. With 256 (the pool's default) the worker's peak after jobs
+/// of 1,000 orgs was about 1 MB higher, and PostgreSQL keeps about 32 KB
+/// per statement.
 const CLAIM_STATEMENTS: usize = 64;
 /// Connections of the worker's own for recording outcomes: the orgs of one
 /// recorder round are written this many at a time (their commits share
