@@ -72,6 +72,9 @@ pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::
 /// How long a pooled connection may sit idle before it is pinged on acquire.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a [`Lane`] tries to open a connection.
+const LANE_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
@@ -112,7 +115,8 @@ fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
 /// A connection is given back only by [`Leased::give_back`] with the
 /// statement's result; one whose statement was abandoned (its future
 /// dropped mid-statement) or failed on the wire is closed instead, since
-/// it may still owe replies. Only single statements outside a transaction
+/// it may still owe replies, and so is one whose session PostgreSQL ended
+/// (a shutdown, `pg_terminate_backend`). Only single statements outside a transaction
 /// belong here.
 pub struct Lane {
     options: PgConnectOptions,
@@ -195,11 +199,19 @@ impl Lane {
         Ok(())
     }
 
+    /// A new connection, set up; given up after [`LANE_OPEN_TIMEOUT`] (as
+    /// the pool gives up acquiring), so that an unreachable server cannot
+    /// hold a path for the system's TCP timeout.
     async fn open(&self) -> Result<PgConnection, sqlx::Error> {
-        let mut conn = self.options.connect().await?;
-        conn.execute(EMPTY_SEARCH_PATH).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(self.setup)).execute(&mut conn).await?;
-        Ok(conn)
+        let open = async {
+            let mut conn = self.options.connect().await?;
+            conn.execute(EMPTY_SEARCH_PATH).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(self.setup)).execute(&mut conn).await?;
+            Ok(conn)
+        };
+        tokio::time::timeout(LANE_OPEN_TIMEOUT, open)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, std::time::Instant)>> {
@@ -210,12 +222,18 @@ impl Lane {
 impl Leased<'_> {
     /// Hands the connection back to its lane after a statement that ended
     /// with `result`, unless the failure was the connection's own (an I/O
-    /// or protocol error, a timeout), in which case it is closed.
+    /// or protocol error, a timeout, or PostgreSQL ending the session, as
+    /// when it shuts down), in which case it is closed.
     pub fn give_back<T>(mut self, result: &Result<T, sqlx::Error>) {
         let healthy = match result {
             Ok(_) => true,
-            // PostgreSQL answered: the connection is in step.
-            Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) => true,
+            // PostgreSQL answered: the connection is in step, unless the
+            // answer ends the session (class 57P: operator intervention,
+            // such as a shutdown; class 08: connection exception).
+            Err(sqlx::Error::Database(err)) => {
+                !err.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08"))
+            }
+            Err(sqlx::Error::RowNotFound) => true,
             Err(_) => false,
         };
         if healthy && let Some(conn) = self.conn.take() {

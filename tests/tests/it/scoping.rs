@@ -275,22 +275,15 @@ async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
 async fn a_warmed_lane_has_its_connections_open_before_the_first_lease() {
     let ctx = TestContext::new().await;
     let lane = tenancy::db::Lane::new(
-        (*ctx.pool.connect_options()).clone(),
+        (*ctx.pool.connect_options()).clone().application_name("orgstack-lane-warm-test"),
         "SET synchronous_commit = off",
         2,
     );
-    let now = "SELECT clock_timestamp()";
-    let before: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar(now).fetch_one(&ctx.pool).await.expect("now");
     lane.warm(5).await.expect("warm");
-    let after: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar(now).fetch_one(&ctx.pool).await.expect("now");
     let opened: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND backend_start > $1 AND backend_start < $2 ORDER BY pid",
+         AND application_name = 'orgstack-lane-warm-test' ORDER BY pid",
     )
-    .bind(before)
-    .bind(after)
     .fetch_all(&ctx.pool)
     .await
     .expect("backends");
@@ -308,4 +301,37 @@ async fn a_warmed_lane_has_its_connections_open_before_the_first_lease() {
     let mut leased = vec![first.1, second.1];
     leased.sort_unstable();
     assert_eq!(leased, opened, "the leases got the connections warm opened");
+}
+
+/// A lane connection whose session PostgreSQL ended (here by
+/// `pg_terminate_backend`, as on a server shutdown) is closed when its
+/// failed statement gives it back, not handed out again.
+#[tokio::test]
+async fn a_lane_connection_whose_session_ended_is_not_reused() {
+    let ctx = TestContext::new().await;
+    let lane = tenancy::db::Lane::new((*ctx.pool.connect_options()).clone(), "SELECT 1", 1);
+    let pid = "SELECT pg_backend_pid()";
+
+    let mut conn = lane.lease().await.expect("lease");
+    let first: Result<i32, _> = sqlx::query_scalar(pid).fetch_one(&mut *conn).await;
+    conn.give_back(&first);
+    let first = first.expect("pid");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&ctx.pool)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+    // Let the backend's goodbye reach the client's socket.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut conn = lane.lease().await.expect("lease");
+    let failed: Result<i32, _> = sqlx::query_scalar(pid).fetch_one(&mut *conn).await;
+    assert!(failed.is_err(), "the ended session cannot answer");
+    conn.give_back(&failed);
+
+    let mut conn = lane.lease().await.expect("lease after the failure");
+    let next: Result<i32, _> = sqlx::query_scalar(pid).fetch_one(&mut *conn).await;
+    conn.give_back(&next);
+    assert_ne!(next.expect("a fresh connection answers"), first);
 }
