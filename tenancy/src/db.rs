@@ -181,16 +181,27 @@ impl Lane {
         Ok(Leased { lane: self, conn: Some(conn), _slot: slot })
     }
 
-    /// Opens connections until `count` (at most the lane's `max`) are
-    /// idle, so that a path's first statements do not wait for connecting.
-    /// Does nothing while any connection is leased.
-    pub async fn warm(&self, count: usize) -> Result<(), sqlx::Error> {
-        let count = u32::try_from(count).unwrap_or(u32::MAX).min(self.max);
+    /// Runs `statement` on a leased connection and gives the connection
+    /// back according to its result (see [`Leased::give_back`]).
+    pub async fn run<T>(
+        &self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.lease().await?;
+        let result = statement(&mut conn).await;
+        conn.give_back(&result);
+        result
+    }
+
+    /// Opens every connection the lane may hold, so that a path's first
+    /// statements do not wait for connecting (each open gives up after
+    /// [`LANE_OPEN_TIMEOUT`]). Does nothing while any connection is leased.
+    pub async fn warm(&self) -> Result<(), sqlx::Error> {
         // Holding every slot keeps leases from opening connections meanwhile.
         let Ok(_slots) = self.slots.try_acquire_many(self.max) else {
             return Ok(());
         };
-        let missing = (count as usize).saturating_sub(self.lock().len());
+        let missing = (self.max as usize).saturating_sub(self.lock().len());
         let opened = futures::future::join_all((0..missing).map(|_| self.open())).await;
         for conn in opened {
             let conn = conn?;

@@ -352,21 +352,9 @@ impl Worker {
 
         // The first jobs do not wait for these connections; if PostgreSQL
         // is not there yet, they are opened when first needed.
-        let warm = async {
-            let (claims, outcomes) = tokio::join!(
-                shared.claims.warm(CLAIM_CONNECTIONS),
-                shared.outcomes.warm(OUTCOME_CONNECTIONS)
-            );
-            claims.and(outcomes)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), warm).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(worker = %shared.id, error = %err, "cannot open the worker's claim and outcome connections yet");
-            }
-            Err(_) => {
-                tracing::warn!(worker = %shared.id, "opening the worker's claim and outcome connections takes over 5 s; going on without them");
-            }
+        let (claims, outcomes) = tokio::join!(shared.claims.warm(), shared.outcomes.warm());
+        if let Err(err) = claims.and(outcomes) {
+            tracing::warn!(worker = %shared.id, error = %err, "cannot open the worker's claim and outcome connections yet");
         }
         let listener = control_listener(&shared).await?;
         let mut fetchers = JoinSet::new();
@@ -803,14 +791,10 @@ async fn claim_org(
     let ids: Vec<Uuid> = entries.iter().map(|(_, j)| *j).collect();
     let reclaimed: Vec<Uuid> =
         entries.iter().filter(|(f, _)| f.reclaimed).map(|(_, j)| *j).collect();
-    let claimed = match shared.claims.lease().await {
-        Ok(mut conn) => {
-            let claimed = store::claim(&mut conn, &schema, &shared.id, &ids, &reclaimed).await;
-            conn.give_back(&claimed);
-            claimed
-        }
-        Err(err) => Err(err),
-    };
+    let claimed = shared
+        .claims
+        .run(async |conn| store::claim(conn, &schema, &shared.id, &ids, &reclaimed).await)
+        .await;
     let claimed = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
@@ -1304,14 +1288,10 @@ async fn flush(
             }
         })
         .collect();
-    let written = match shared.outcomes.lease().await {
-        Ok(mut conn) => {
-            let written = store::finish(&mut *conn, &schema, &batch.lines, &finishes).await;
-            conn.give_back(&written);
-            written
-        }
-        Err(err) => Err(err),
-    };
+    let written = shared
+        .outcomes
+        .run(async |conn| store::finish(conn, &schema, &batch.lines, &finishes).await)
+        .await;
     let changed = match written {
         Ok(changed) => changed,
         Err(err) if is_missing_schema(&err) => {

@@ -224,9 +224,10 @@ async fn cache_is_dropped_when_the_subscription_reconnects() {
 }
 
 /// The worker's claim connections (a `Lane`, outside the pool): an empty
-/// search_path like every application connection, their own setup on top, handed back and reused after a
-/// statement, and closed, never reused, when a statement is abandoned
-/// midway (its reply would otherwise reach the next caller).
+/// search_path like every application connection, their own setup on top,
+/// handed back and reused after a statement, and closed, never reused, when
+/// a statement is abandoned midway (its reply would otherwise reach the
+/// next caller).
 #[tokio::test]
 async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
     let ctx = TestContext::new().await;
@@ -269,8 +270,8 @@ async fn lane_connections_keep_their_setup_and_are_closed_when_abandoned() {
     assert_ne!(fresh, backend, "the abandoned connection was closed, a new one opened");
 }
 
-/// A lane warmed at start has its connections open and set up before the
-/// first lease, and never more than its size.
+/// A lane warmed at start has all its connections open and set up before
+/// the first lease, and no more.
 #[tokio::test]
 async fn a_warmed_lane_has_its_connections_open_before_the_first_lease() {
     let ctx = TestContext::new().await;
@@ -279,7 +280,7 @@ async fn a_warmed_lane_has_its_connections_open_before_the_first_lease() {
         "SET synchronous_commit = off",
         2,
     );
-    lane.warm(5).await.expect("warm");
+    lane.warm().await.expect("warm");
     let opened: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
          AND application_name = 'orgstack-lane-warm-test' ORDER BY pid",
