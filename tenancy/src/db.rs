@@ -194,8 +194,8 @@ impl Lane {
     }
 
     /// Opens every connection the lane may hold, so that a path's first
-    /// statements do not wait for connecting (each open gives up after
-    /// [`LANE_OPEN_TIMEOUT`]). Does nothing while any connection is leased.
+    /// statements do not wait for connecting (each open gives up after 5
+    /// s). Does nothing while any connection is leased.
     pub async fn warm(&self) -> Result<(), sqlx::Error> {
         // Holding every slot keeps leases from opening connections meanwhile.
         let Ok(_slots) = self.slots.try_acquire_many(self.max) else {
